@@ -1,1 +1,4 @@
-//! plan (to be written).
+//! The pure diff: desired + live state -> changes; normalisation; the drift report model.
+
+pub mod diff;
+pub mod drift;

@@ -1,1 +1,4 @@
-//! report (to be written).
+//! Rendering of tables, diffs and drift reports for the command line.
+
+pub mod drift;
+pub mod table;

@@ -23,12 +23,12 @@ pub struct FieldDiff {
 /// `path` is dotted; `*` matches any one segment (a key or a list index).
 /// `value: None` accepts whatever Docker put there (server-chosen fields).
 #[derive(Debug, Clone, Copy)]
-pub struct Default {
+pub struct DaemonDefault {
     pub path: &'static str,
     pub value: Option<&'static str>,
 }
 
-impl Default {
+impl DaemonDefault {
     fn matches(&self, path: &[Segment<'_>], live: &Value) -> bool {
         let pattern: Vec<&str> = self.path.split('.').collect();
         pattern.len() == path.len()
@@ -43,7 +43,7 @@ impl Default {
 /// `[]`, `""`, `0`, `false`, or objects of only such values) or listed in
 /// `defaults`. An empty desired value equals a missing live one. Lists differ
 /// item by item when their lengths match, and as a whole otherwise.
-pub fn diff(desired: &Value, live: &Value, defaults: &[Default]) -> Vec<FieldDiff> {
+pub fn diff(desired: &Value, live: &Value, defaults: &[DaemonDefault]) -> Vec<FieldDiff> {
     let mut out = Vec::new();
     walk(desired, live, &mut Vec::new(), defaults, &mut out);
     out
@@ -103,7 +103,7 @@ fn walk<'a>(
     desired: &'a Value,
     live: &'a Value,
     path: &mut Vec<Segment<'a>>,
-    defaults: &[Default],
+    defaults: &[DaemonDefault],
     out: &mut Vec<FieldDiff>,
 ) {
     match (desired, live) {
@@ -155,7 +155,7 @@ fn same_scalar(a: &Value, b: &Value) -> bool {
 fn walk_live_only<'a>(
     live: &'a Value,
     path: &mut Vec<Segment<'a>>,
-    defaults: &[Default],
+    defaults: &[DaemonDefault],
     out: &mut Vec<FieldDiff>,
 ) {
     if is_empty(live) || defaults.iter().any(|d| d.matches(path, live)) {
@@ -182,12 +182,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const DEFAULTS: &[Default] = &[
-        Default {
+    const DEFAULTS: &[DaemonDefault] = &[
+        DaemonDefault {
             path: "EndpointSpec.Mode",
             value: Some("vip"),
         },
-        Default {
+        DaemonDefault {
             path: "Options.*",
             value: None,
         },

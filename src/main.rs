@@ -1,1 +1,252 @@
-fn main() {}
+//! The `swarmkeeper` command line: parses flags and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use swarmkeeper::cli::{self, Failure, GlobalOpts, Output};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "swarmkeeper",
+    version,
+    about = "A reconciliation operator for Docker Swarm: desired state in etcd, converged idempotently."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, global = true, env = "SWARMKEEPER_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: Vec<String>,
+    /// Key prefix under which every swarmkeeper key lives.
+    #[arg(long, global = true, env = "SWARMKEEPER_PREFIX", default_value = "/swarmkeeper")]
+    prefix: String,
+    /// CA certificate to verify etcd's TLS certificate.
+    #[arg(long, global = true, env = "SWARMKEEPER_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd (with --etcd-key).
+    #[arg(long, global = true, env = "SWARMKEEPER_ETCD_CERT")]
+    etcd_cert: Option<PathBuf>,
+    /// Client key for etcd (with --etcd-cert).
+    #[arg(long, global = true, env = "SWARMKEEPER_ETCD_KEY")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user name (with --etcd-password-file).
+    #[arg(long, global = true, env = "SWARMKEEPER_ETCD_USER")]
+    etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long, global = true, env = "SWARMKEEPER_ETCD_PASSWORD_FILE")]
+    etcd_password_file: Option<PathBuf>,
+    /// File of 32 random bytes (raw or base64): the key secret values are encrypted with.
+    #[arg(long, global = true, env = "SWARMKEEPER_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "SWARMKEEPER_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate records and write them to etcd.
+    Apply {
+        /// Files or folders of YAML/JSON records.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Name of the GitOps source these records come from.
+        #[arg(long, env = "SWARMKEEPER_SOURCE")]
+        source: Option<String>,
+        /// Delete records of --source that are no longer in the files.
+        #[arg(long, requires = "source")]
+        prune: bool,
+        /// The commit the files come from, recorded with --source.
+        #[arg(long, env = "SWARMKEEPER_COMMIT")]
+        commit: Option<String>,
+        /// Validate and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show what an apply of these files would change in etcd.
+    Diff {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List records with their status.
+    Get {
+        kind: Option<String>,
+        name: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show a record, its status, owned objects and recent events.
+    Describe { kind: String, name: String },
+    /// Delete records by kind and name, or those in files.
+    Delete {
+        kind: Option<String>,
+        name: Option<String>,
+        #[arg(short = 'f', long = "filename", conflicts_with_all = ["kind", "name"])]
+        files: Vec<PathBuf>,
+    },
+    /// Compare the records in etcd with the live swarm.
+    Drift {
+        kind: Option<String>,
+        name: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = DriftFormat::Table)]
+        output: DriftFormat,
+        /// Exit with code 2 when there is drift.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Show the event log.
+    Events {
+        /// KIND/NAME to show the events of one record.
+        target: Option<String>,
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Run the controller.
+    Run {
+        /// Address of /healthz, /readyz, /metrics and /drift.
+        #[arg(long, env = "SWARMKEEPER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+        http_addr: String,
+        /// Interval of the full resync.
+        #[arg(long, env = "SWARMKEEPER_RESYNC", default_value = "5m", value_parser = parse_duration)]
+        resync: Duration,
+        /// Reconciles that may run at once.
+        #[arg(long, env = "SWARMKEEPER_CONCURRENCY", default_value_t = 4)]
+        concurrency: usize,
+        /// Converge every record once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Write the JSON Schema of every kind.
+    Schema {
+        #[arg(long, default_value = "crds")]
+        out: PathBuf,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Table,
+    Yaml,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum DriftFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    swarmkeeper::api::duration::parse(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    cli::init_tracing(cli.global.log_json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let g = cli.global;
+    let global = GlobalOpts {
+        etcd_endpoints: g.etcd_endpoints,
+        prefix: g.prefix,
+        etcd_ca: g.etcd_ca,
+        etcd_cert: g.etcd_cert,
+        etcd_key: g.etcd_key,
+        etcd_user: g.etcd_user,
+        etcd_password_file: g.etcd_password_file,
+        secret_key_file: g.secret_key_file,
+    };
+    let output = |f: Format| match f {
+        Format::Table => Output::Table,
+        Format::Yaml => Output::Yaml,
+        Format::Json => Output::Json,
+    };
+    match cli.command {
+        Command::Apply {
+            files,
+            source,
+            prune,
+            commit,
+            dry_run,
+        } => {
+            let opts = cli::apply::ApplyOpts {
+                files,
+                source,
+                prune,
+                commit,
+                dry_run,
+            };
+            cli::apply::apply(&global, &opts).await
+        }
+        Command::Diff { files } => cli::apply::diff(&global, &files).await,
+        Command::Get { kind, name, output: o } => {
+            cli::get::get(&global, kind.as_deref(), name.as_deref(), output(o)).await
+        }
+        Command::Describe { kind, name } => cli::get::describe(&global, &kind, &name).await,
+        Command::Delete { kind, name, files } => {
+            cli::get::delete(&global, kind.as_deref(), name.as_deref(), &files).await
+        }
+        Command::Drift {
+            kind,
+            name,
+            output: o,
+            exit_code,
+        } => {
+            let format = match o {
+                DriftFormat::Table => cli::drift::DriftOutput::Table,
+                DriftFormat::Json => cli::drift::DriftOutput::Json,
+                DriftFormat::Markdown => cli::drift::DriftOutput::Markdown,
+            };
+            cli::drift::drift(&global, kind.as_deref(), name.as_deref(), format, exit_code).await
+        }
+        Command::Events { target, watch } => {
+            cli::get::events(&global, target.as_deref(), watch).await
+        }
+        Command::Run {
+            http_addr,
+            resync,
+            concurrency,
+            once,
+        } => {
+            let opts = cli::run::RunOpts {
+                http_addr,
+                resync,
+                concurrency,
+                once,
+            };
+            cli::run::run(&global, &opts).await
+        }
+        Command::Schema { out } => cli::schema(&out),
+    }
+}

@@ -1,1 +1,205 @@
-//! controllers (to be written).
+//! One reconciler per kind, behind a single dispatcher the runtime drives.
+//!
+//! The dispatcher reads the record, hands it to its kind's reconciler, and
+//! writes what came of it (status, events). Reconcilers never branch on why
+//! they run: each pass recomputes from the record in etcd and the live swarm.
+
+pub mod stack;
+pub mod status;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::Kind;
+use crate::docker::{Docker, DockerError};
+use crate::runtime::{Action, Reconciler};
+use crate::store::crypto::SecretKey;
+use crate::store::{Event, Store, StoreError};
+use status::{Phase, Status};
+
+/// The unit of work: one record, `Kind/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKey {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl RecordKey {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// A reconcile that could not finish; the runtime retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// Something the record needs is not there yet (an external network, a secret value).
+    #[error("waiting: {0}")]
+    Waiting(String),
+}
+
+impl Error {
+    /// A short, bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Store(e) => e.kind(),
+            Error::Docker(e) => e.kind(),
+            Error::Waiting(_) => "waiting",
+        }
+    }
+}
+
+/// What every reconciler shares: the store, the swarm, the secret key.
+pub struct Context {
+    pub store: Store,
+    pub docker: Docker,
+    pub secret_key: Option<SecretKey>,
+    /// How long a converged record waits before it is looked at again when no event comes.
+    pub resync: Duration,
+}
+
+impl Context {
+    /// Writes an event; a failure to record it is logged, never fatal.
+    pub async fn event(&self, key: &RecordKey, warning: bool, reason: &str, message: String) {
+        if warning {
+            tracing::warn!(record = %key, reason, message);
+        } else {
+            tracing::info!(record = %key, reason, message);
+        }
+        let event = Event {
+            time: jiff::Timestamp::now(),
+            type_: if warning { "Warning" } else { "Normal" }.to_string(),
+            reason: reason.to_string(),
+            message,
+        };
+        if let Err(err) = self
+            .store
+            .put_event(key.kind.as_str(), &key.name, &event)
+            .await
+        {
+            tracing::warn!(record = %key, %err, "could not record an event");
+        }
+    }
+
+    /// Writes a record's status.
+    ///
+    /// # Errors
+    /// When etcd refuses the write.
+    pub async fn write_status(&self, key: &RecordKey, status: &Status) -> Result<(), Error> {
+        let value = serde_json::to_value(status).unwrap_or_default();
+        self.store
+            .put_status(key.kind.as_str(), &key.name, &value)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a record failed: it cannot converge as it is, so it waits for a change.
+    async fn fail(&self, key: &RecordKey, generation: i64, message: String) -> Result<Action, Error> {
+        self.event(key, true, "Failed", message.clone()).await;
+        let status = Status {
+            phase: Phase::Failed,
+            observed_revision: generation,
+            message,
+            conditions: Vec::new(),
+            owned: Vec::new(),
+            drift: Vec::new(),
+            updated_at: jiff::Timestamp::now(),
+        };
+        self.write_status(key, &status).await?;
+        Ok(Action::await_change())
+    }
+}
+
+/// Dispatches each record to its kind's reconciler.
+pub struct Controllers {
+    pub ctx: Context,
+}
+
+impl Controllers {
+    async fn reconcile_key(&self, key: RecordKey) -> Result<Action, Error> {
+        let stored = self
+            .ctx
+            .store
+            .get_record(key.kind.as_str(), &key.name)
+            .await?;
+        match key.kind {
+            Kind::Stack => stack::reconcile(&self.ctx, &key, stored).await,
+            _ => {
+                // Other kinds get their reconcilers in later releases; say so rather than
+                // pretend they converged.
+                if let Some(stored) = stored {
+                    let status = Status {
+                        phase: Phase::Pending,
+                        observed_revision: stored.mod_revision,
+                        message: format!("no controller for {} yet in this version", key.kind),
+                        conditions: Vec::new(),
+                        owned: Vec::new(),
+                        drift: Vec::new(),
+                        updated_at: jiff::Timestamp::now(),
+                    };
+                    self.ctx.write_status(&key, &status).await?;
+                }
+                Ok(Action::await_change())
+            }
+        }
+    }
+}
+
+impl Reconciler<RecordKey> for Controllers {
+    type Error = Error;
+
+    fn reconcile(
+        self: Arc<Self>,
+        key: RecordKey,
+    ) -> impl Future<Output = Result<Action, Error>> + Send + 'static {
+        async move { self.reconcile_key(key).await }
+    }
+}
+
+/// Records that own objects in the swarm, whether or not they still exist in etcd:
+/// deletion must not depend on having seen the delete event.
+///
+/// # Errors
+/// When dockerd does not answer.
+pub async fn owners_in_swarm(docker: &Docker) -> Result<std::collections::BTreeSet<RecordKey>, Error> {
+    use crate::docker::labels::Owner;
+    let mut labels = Vec::new();
+    labels.extend(docker.list_services(None).await?.into_iter().map(|s| s.spec.and_then(|s| s.labels)));
+    labels.extend(docker.list_networks(None).await?.into_iter().map(|n| n.labels));
+    labels.extend(docker.list_secrets(None).await?.into_iter().map(|s| s.spec.and_then(|s| s.labels)));
+    labels.extend(docker.list_configs(None).await?.into_iter().map(|c| c.spec.and_then(|s| s.labels)));
+    Ok(labels
+        .iter()
+        .filter_map(|l| Owner::from_labels(l.as_ref()))
+        .filter_map(|o| Some(RecordKey::new(o.kind.parse().ok()?, o.name)))
+        .collect())
+}
+
+/// Every record to look at: those in etcd and those that own swarm objects.
+///
+/// # Errors
+/// When etcd or dockerd does not answer.
+pub async fn all_keys(ctx: &Context) -> Result<Vec<RecordKey>, Error> {
+    let (records, _) = ctx.store.list_records(None).await?;
+    let mut keys: std::collections::BTreeSet<RecordKey> = records
+        .into_iter()
+        .filter_map(|r| Some(RecordKey::new(r.kind.parse().ok()?, r.name)))
+        .collect();
+    keys.extend(owners_in_swarm(&ctx.docker).await?);
+    Ok(keys.into_iter().collect())
+}

@@ -4,11 +4,11 @@
 //! The same comparison decides whether the reconciler writes and renders the
 //! drift report, so "what would change" and "what differs" never disagree.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One field whose live value differs from the desired one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldDiff {
     /// Dotted path, with `[i]` for list items (`TaskTemplate.ContainerSpec.Env[0]`).
     pub path: String,

@@ -1,11 +1,11 @@
 //! The drift report model: per record, per owned object, what differs from the desired state.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::diff::FieldDiff;
 
 /// How one swarm object stands against the desired state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ObjectState {
     /// Desired, but not in the swarm.
@@ -17,10 +17,10 @@ pub enum ObjectState {
 }
 
 /// One swarm object that is not as desired.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectDrift {
     /// `service`, `network`, `secret`, `config`, ...
-    pub object: &'static str,
+    pub object: String,
     /// The swarm name of the object.
     pub name: String,
     pub state: ObjectState,
@@ -29,7 +29,7 @@ pub struct ObjectDrift {
 }
 
 /// The drift of one record; `objects` is empty when the record is converged.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordDrift {
     pub kind: String,
     pub name: String,
@@ -46,7 +46,7 @@ impl RecordDrift {
 }
 
 /// The drift of every record looked at.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DriftReport {
     pub records: Vec<RecordDrift>,
 }

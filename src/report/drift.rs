@@ -118,7 +118,7 @@ mod tests {
                 name: "web".into(),
                 objects: vec![
                     ObjectDrift {
-                        object: "service",
+                        object: "service".into(),
                         name: "web_api".into(),
                         state: ObjectState::Changed,
                         fields: vec![FieldDiff {
@@ -128,7 +128,7 @@ mod tests {
                         }],
                     },
                     ObjectDrift {
-                        object: "service",
+                        object: "service".into(),
                         name: "web_old".into(),
                         state: ObjectState::Orphan,
                         fields: vec![],

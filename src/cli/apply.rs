@@ -1,0 +1,246 @@
+//! `apply` and `diff`: validate record files, then write them to etcd (or show what would change).
+//!
+//! # Guarantees
+//! Every record of every file is validated before anything is written: one bad
+//! record fails the whole apply with exit code 64 and no key is touched.
+//! Records that did not change are not written, so their `mod_revision` (the
+//! record's generation) stays as it was.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use crate::api::load::{LoadedRecord, load_paths};
+use crate::plan::diff;
+use crate::store::crypto::SecretKey;
+use crate::store::{Expect, PutOutcome, RecordPut, SourceRecord, Store};
+
+use super::{Failure, GlobalOpts};
+
+/// Options of `apply`.
+#[derive(Debug, Clone)]
+pub struct ApplyOpts {
+    pub files: Vec<PathBuf>,
+    pub source: Option<String>,
+    pub prune: bool,
+    pub commit: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Loads and validates every record in `files`, with apply's environment for
+/// `${VAR}` interpolation; prints warnings on stderr.
+///
+/// # Errors
+/// Invalid records, with file, document, record and field named (exit 64).
+pub fn load(files: &[PathBuf]) -> Result<Vec<LoadedRecord>, Failure> {
+    let env = |name: &str| std::env::var(name).ok();
+    let loaded = load_paths(files, &env).map_err(|e| Failure::Invalid(e.to_string()))?;
+    for l in &loaded {
+        for w in &l.warnings {
+            eprintln!(
+                "warning: {}: document {} ({}/{}): {w}",
+                l.file.display(),
+                l.index + 1,
+                l.record.kind,
+                l.record.metadata.name
+            );
+        }
+    }
+    Ok(loaded)
+}
+
+/// The record values to store: secret material replaced by keyed digests, so a
+/// changed secret changes the record (and its generation) without revealing it.
+fn stored_values(
+    loaded: &mut [LoadedRecord],
+    key: Option<&SecretKey>,
+) -> Result<(), Failure> {
+    for l in loaded.iter_mut() {
+        if l.secrets.is_empty() {
+            continue;
+        }
+        let Some(key) = key else {
+            return Err(Failure::Invalid(format!(
+                "error: {}: {}/{} carries a secret value: --secret-key-file (SWARMKEEPER_SECRET_KEY_FILE) is required to store it encrypted",
+                l.file.display(),
+                l.record.kind,
+                l.record.metadata.name
+            )));
+        };
+        for m in &l.secrets {
+            let digest = key.digest(m.value.expose());
+            l.record.set_secret_digest(&m.store_key, &digest);
+        }
+    }
+    Ok(())
+}
+
+fn record_id(l: &LoadedRecord) -> String {
+    format!("{}/{}", l.record.kind, l.record.metadata.name)
+}
+
+/// Runs `apply`: validate everything, then write secrets, records and the source.
+///
+/// # Errors
+/// Invalid records (exit 64, nothing written) or etcd failures (exit 1).
+pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure> {
+    let mut loaded = load(&opts.files)?;
+    let key = global.secret_key()?;
+    stored_values(&mut loaded, key.as_ref())?;
+    if let Some(source) = &opts.source {
+        crate::api::validate_name(source).map_err(|m| {
+            Failure::Invalid(format!("error: --source {source:?}: {m}"))
+        })?;
+    }
+    let store = global.store().await?;
+    let suffix = if opts.dry_run { " (dry run)" } else { "" };
+
+    let previous = match &opts.source {
+        Some(s) => store.get_source(s).await.map_err(Failure::error)?,
+        None => None,
+    };
+    let current: BTreeSet<String> = loaded.iter().map(record_id).collect();
+    let pruned: Vec<String> = match (&previous, opts.prune) {
+        (Some(prev), true) => prev
+            .records
+            .iter()
+            .filter(|r| !current.contains(*r))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+
+    if opts.dry_run {
+        for l in &loaded {
+            let (kind, name) = l.record.key();
+            let existing = store
+                .get_record(kind.as_str(), name)
+                .await
+                .map_err(Failure::error)?;
+            let verb = match existing {
+                None => "created",
+                Some(v) if v.value == l.record.to_value() => "unchanged",
+                Some(_) => "configured",
+            };
+            println!("{} {verb}{suffix}", record_id(l));
+        }
+        for r in &pruned {
+            println!("{r} deleted{suffix}");
+        }
+        return Ok(0);
+    }
+
+    // Secrets first: the controller must never see a record whose value is not stored yet.
+    if let Some(key) = &key {
+        for l in &loaded {
+            for m in &l.secrets {
+                let sealed = key.seal(m.value.expose());
+                store
+                    .put_secret(&m.store_key, &sealed)
+                    .await
+                    .map_err(Failure::error)?;
+            }
+        }
+    }
+    let puts = loaded
+        .iter()
+        .map(|l| {
+            let (kind, name) = l.record.key();
+            RecordPut {
+                kind: kind.as_str().to_string(),
+                name: name.to_string(),
+                value: l.record.to_value(),
+                expect: Expect::Any,
+            }
+        })
+        .collect();
+    let outcomes = store.put_records(puts).await.map_err(Failure::error)?;
+    for (l, outcome) in loaded.iter().zip(outcomes) {
+        let verb = match outcome {
+            PutOutcome::Created => "created",
+            PutOutcome::Configured => "configured",
+            PutOutcome::Unchanged => "unchanged",
+        };
+        println!("{} {verb}", record_id(l));
+    }
+    delete_ids(&store, &pruned).await?;
+    for r in &pruned {
+        println!("{r} deleted");
+    }
+    if let Some(source) = &opts.source {
+        let record = SourceRecord {
+            records: current.into_iter().collect(),
+            commit: opts.commit.clone(),
+            applied_at: jiff::Timestamp::now(),
+        };
+        store
+            .put_source(source, &record)
+            .await
+            .map_err(Failure::error)?;
+    }
+    Ok(0)
+}
+
+/// Deletes records given as `Kind/name`.
+async fn delete_ids(store: &Store, ids: &[String]) -> Result<(), Failure> {
+    let deletes = ids
+        .iter()
+        .filter_map(|id| id.split_once('/'))
+        .map(|(k, n)| (k.to_string(), n.to_string(), None))
+        .collect::<Vec<_>>();
+    if deletes.is_empty() {
+        return Ok(());
+    }
+    store
+        .delete_records(deletes)
+        .await
+        .map(|_| ())
+        .map_err(Failure::error)
+}
+
+/// Runs `diff`: for each record in the files, what an apply would change in etcd.
+///
+/// # Errors
+/// Invalid records (exit 64) or etcd failures (exit 1).
+pub async fn diff(global: &GlobalOpts, files: &[PathBuf]) -> Result<u8, Failure> {
+    let mut loaded = load(files)?;
+    let key = global.secret_key()?;
+    stored_values(&mut loaded, key.as_ref())?;
+    let store = global.store().await?;
+    let mut changed = false;
+    for l in &loaded {
+        let (kind, name) = l.record.key();
+        let desired = l.record.to_value();
+        match store
+            .get_record(kind.as_str(), name)
+            .await
+            .map_err(Failure::error)?
+        {
+            None => {
+                changed = true;
+                println!("{} would be created", record_id(l));
+            }
+            Some(v) => {
+                let fields = diff::diff(&desired, &v.value, &[]);
+                if fields.is_empty() {
+                    println!("{} unchanged", record_id(l));
+                    continue;
+                }
+                changed = true;
+                println!("{} would be configured:", record_id(l));
+                for f in fields {
+                    println!(
+                        "  {}: {} -> {}",
+                        f.path,
+                        show(f.live.as_ref()),
+                        show(f.desired.as_ref())
+                    );
+                }
+            }
+        }
+    }
+    Ok(u8::from(changed))
+}
+
+fn show(v: Option<&serde_json::Value>) -> String {
+    v.map_or_else(|| "<unset>".to_string(), |v| v.to_string())
+}

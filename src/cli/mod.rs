@@ -1,0 +1,131 @@
+//! The commands behind the command line: each takes parsed options, talks to
+//! etcd and the swarm through [`crate::store`] and [`crate::docker`], and
+//! prints through [`crate::report`]. `main.rs` only parses flags.
+
+pub mod apply;
+pub mod drift;
+pub mod get;
+pub mod run;
+
+use std::path::{Path, PathBuf};
+
+use crate::api::Kind;
+use crate::store::{Store, StoreConfig, crypto::SecretKey};
+
+/// Options every command shares.
+#[derive(Debug, Clone)]
+pub struct GlobalOpts {
+    pub etcd_endpoints: Vec<String>,
+    pub prefix: String,
+    pub etcd_ca: Option<PathBuf>,
+    pub etcd_cert: Option<PathBuf>,
+    pub etcd_key: Option<PathBuf>,
+    pub etcd_user: Option<String>,
+    pub etcd_password_file: Option<PathBuf>,
+    pub secret_key_file: Option<PathBuf>,
+}
+
+/// How `get` prints records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Yaml,
+    Json,
+}
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad usage or invalid records: exit 64, nothing written.
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else: exit 1.
+    #[error("error: {0}")]
+    Error(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Invalid(_) => 64,
+            Failure::Error(_) => 1,
+        }
+    }
+
+    pub fn error(e: impl std::fmt::Display) -> Self {
+        Failure::Error(e.to_string())
+    }
+}
+
+impl GlobalOpts {
+    /// Connects to etcd with the configured endpoints, TLS and credentials.
+    ///
+    /// # Errors
+    /// When no endpoint answers.
+    pub async fn store(&self) -> Result<Store, Failure> {
+        let cfg = StoreConfig {
+            endpoints: self.etcd_endpoints.clone(),
+            prefix: self.prefix.clone(),
+            ca: self.etcd_ca.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            user: self.etcd_user.clone(),
+            password_file: self.etcd_password_file.clone(),
+            ..StoreConfig::default()
+        };
+        Store::connect(cfg).await.map_err(Failure::error)
+    }
+
+    /// Loads the secret key, when one is configured.
+    ///
+    /// # Errors
+    /// When the file cannot be read or does not hold a 32-byte key.
+    pub fn secret_key(&self) -> Result<Option<SecretKey>, Failure> {
+        self.secret_key_file
+            .as_deref()
+            .map(SecretKey::from_file)
+            .transpose()
+            .map_err(Failure::error)
+    }
+}
+
+/// Parses a KIND argument the way kubectl does (case-insensitive, plural allowed).
+///
+/// # Errors
+/// An unknown kind is bad usage.
+pub fn parse_kind(s: &str) -> Result<Kind, Failure> {
+    s.parse::<Kind>().map_err(|_| {
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        Failure::Invalid(format!(
+            "error: unknown kind {s:?} (one of {})",
+            kinds.join(", ")
+        ))
+    })
+}
+
+/// Writes the JSON Schema of every kind into `out`.
+///
+/// # Errors
+/// When the folder cannot be written.
+pub fn schema(out: &Path) -> Result<u8, Failure> {
+    let written = crate::api::schema::write_all(out).map_err(Failure::error)?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(0)
+}
+
+/// Text or JSON logs on stderr, filtered by `RUST_LOG` (default `info`);
+/// bollard logs through `log`, which the subscriber bridges.
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

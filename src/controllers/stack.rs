@@ -1,0 +1,670 @@
+//! The Stack reconciler: a compose file in etcd becomes a running stack, the
+//! way `docker stack deploy --prune` would deploy it.
+//!
+//! # Expected flow
+//! Observe the objects the record owns (by owner label), convert the compose
+//! file, then check each property on its own: external objects exist; stack
+//! networks exist; each secret and config version exists; each service is as
+//! desired; nothing owned is left that the file no longer has. Status and
+//! events say what happened.
+//!
+//! # Guarantees
+//! - A pass over a converged stack sends no write to dockerd.
+//! - Objects without `swarmkeeper.managed=true` and this record's owner label
+//!   are never touched.
+//! - Secrets and configs are immutable in swarm: new content gets a new
+//!   versioned name, services move to it, and unused versions are removed.
+//!
+//! # Caveats
+//! Networks are immutable too; a changed stack network is reported as drift
+//! but not recreated, since that would detach every running task.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use base64::Engine as _;
+use bollard::models::{Config, ConfigSpec, Network, Secret, SecretSpec, Service, ServiceSpec};
+use sha2::{Digest, Sha256};
+
+use super::status::{Condition, Owned, Phase, Status};
+use super::{Context, Error, RecordKey};
+use crate::api::{Record, Spec};
+use crate::docker::labels::{Owner, SPEC_HASH};
+use crate::docker::{ServiceUpdate, TaskCounts, service_update_state};
+use crate::plan::convert::{self, SecretSource, StackObjects};
+use crate::plan::diff::{self, FieldDiff};
+use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
+use crate::plan::stack::{add_labels, compare_service, compose_path, keep_pinned_digest, network_ids, versioned_name};
+use crate::runtime::Action;
+use crate::store::Versioned;
+
+/// The annotation that turns self-heal off: drift is reported, not corrected.
+pub const SELF_HEAL: &str = "swarmkeeper.dev/self-heal";
+
+/// The live objects one stack record owns.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub services: Vec<Service>,
+    pub networks: Vec<Network>,
+    pub secrets: Vec<Secret>,
+    pub configs: Vec<Config>,
+}
+
+impl Live {
+    /// Reads every object the owner has.
+    ///
+    /// # Errors
+    /// When dockerd does not answer.
+    pub async fn observe(ctx: &Context, owner: &Owner) -> Result<Self, Error> {
+        Ok(Self {
+            services: ctx.docker.list_services(Some(owner)).await?,
+            networks: ctx.docker.list_networks(Some(owner)).await?,
+            secrets: ctx.docker.list_secrets(Some(owner)).await?,
+            configs: ctx.docker.list_configs(Some(owner)).await?,
+        })
+    }
+}
+
+/// A secret or config version: immutable content under a versioned name.
+#[derive(Debug, Clone)]
+struct Blob {
+    /// The name the compose file gives it (`<stack>_<key>`, or its `name:`).
+    logical: String,
+    versioned: String,
+    labels: HashMap<String, String>,
+    /// Base64 of the content, as the Engine API takes it. Never logged.
+    data: String,
+}
+
+/// Everything the record wants, converted and with secret values resolved.
+struct Desired {
+    objects: StackObjects,
+    secrets: Vec<Blob>,
+    configs: Vec<Blob>,
+    owner_labels: BTreeMap<String, String>,
+}
+
+/// Why a record cannot be converged as it is: its status says so, it is not retried.
+struct Invalid(String);
+
+fn hash_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn json_hash<T: serde::Serialize>(v: &T) -> String {
+    hash_hex(&serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Parses the record and converts its compose file into swarm objects.
+async fn desired(ctx: &Context, name: &str, value: serde_json::Value) -> Result<Result<Desired, Invalid>, Error> {
+    let record = match Record::from_value(value) {
+        Ok(r) => r,
+        Err(errors) => {
+            let msg = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            return Ok(Err(Invalid(format!("invalid record: {msg}"))));
+        }
+    };
+    let Spec::Stack(spec) = &record.spec else {
+        return Ok(Err(Invalid("record is not a Stack".into())));
+    };
+    let Some(compose) = spec.compose.as_ref() else {
+        return Ok(Err(Invalid("spec.compose is empty: apply stores composeFile inline".into())));
+    };
+    let objects = match convert::convert_stack(name, compose) {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(Invalid(e.to_string()))),
+    };
+    let owner = Owner::new("Stack", name);
+    let owner_labels: BTreeMap<String, String> = owner.labels().into_iter().collect();
+    let mut secrets = Vec::new();
+    for s in &objects.secrets {
+        let content = match &s.source {
+            SecretSource::Content(bytes) => bytes.clone(),
+            SecretSource::StoreKey(store_key) => match read_secret(ctx, store_key).await? {
+                Some(v) => v,
+                None => {
+                    return Ok(Err(Invalid(format!(
+                        "the value of secret {:?} is not in the store: apply the record again with its secret key",
+                        s.key
+                    ))));
+                }
+            },
+        };
+        // A keyed digest: the version suffix must not let anyone test guesses of the value.
+        let digest = match &ctx.secret_key {
+            Some(k) => k.digest(&content),
+            None => hash_hex(&content),
+        };
+        secrets.push(blob(&s.name, &s.labels, &owner_labels, &digest, &content)?);
+    }
+    let mut configs = Vec::new();
+    for c in &objects.configs {
+        let SecretSource::Content(content) = &c.source else {
+            return Ok(Err(Invalid(format!("config {:?} has no content", c.key))));
+        };
+        configs.push(blob(&c.name, &c.labels, &owner_labels, &hash_hex(content), content)?);
+    }
+    Ok(Ok(Desired {
+        objects,
+        secrets,
+        configs,
+        owner_labels,
+    }))
+}
+
+fn blob(
+    name: &str,
+    labels: &HashMap<String, String>,
+    owner_labels: &BTreeMap<String, String>,
+    digest: &str,
+    content: &[u8],
+) -> Result<Blob, Error> {
+    let versioned = versioned_name(name, digest).map_err(Error::Waiting)?;
+    let mut labels = labels.clone();
+    labels.extend(owner_labels.clone());
+    labels.insert(SPEC_HASH.to_string(), digest.to_string());
+    Ok(Blob {
+        logical: name.to_string(),
+        versioned,
+        labels,
+        data: base64::engine::general_purpose::STANDARD.encode(content),
+    })
+}
+
+async fn read_secret(ctx: &Context, store_key: &str) -> Result<Option<Vec<u8>>, Error> {
+    let Some(sealed) = ctx.store.get_secret(store_key).await? else {
+        return Ok(None);
+    };
+    let Some(key) = &ctx.secret_key else {
+        return Err(Error::Waiting(
+            "a secret key (--secret-key-file) is needed to read secret values".into(),
+        ));
+    };
+    key.open(&sealed).map(Some).map_err(|e| Error::Waiting(e.to_string()))
+}
+
+/// IDs of the objects services refer to, by swarm name.
+#[derive(Debug, Default)]
+struct Ids {
+    networks: HashMap<String, String>,
+    /// Logical name -> (versioned name, ID).
+    secrets: HashMap<String, (String, String)>,
+    configs: HashMap<String, (String, String)>,
+}
+
+/// The spec a service should have, with references resolved as far as `ids` knows.
+fn service_spec(obj: &convert::ServiceObject, desired: &Desired, ids: &Ids) -> ServiceSpec {
+    let mut spec = obj.spec.clone();
+    convert::rename_secret_refs(&mut spec, &ids.secrets);
+    convert::rename_config_refs(&mut spec, &ids.configs);
+    add_labels(&mut spec.labels, &desired.owner_labels);
+    // The hash covers what the record asked for, before IDs that change on recreate.
+    let hash = json_hash(&spec);
+    network_ids(&mut spec, &ids.networks);
+    spec.labels
+        .get_or_insert_with(HashMap::new)
+        .insert(SPEC_HASH.to_string(), hash);
+    spec
+}
+
+fn owned_name<T>(items: &[T], name: impl Fn(&T) -> Option<&str>, want: &str) -> Option<usize> {
+    items.iter().position(|i| name(i) == Some(want))
+}
+
+fn service_name(s: &Service) -> Option<&str> {
+    s.spec.as_ref().and_then(|s| s.name.as_deref())
+}
+
+fn secret_name(s: &Secret) -> Option<&str> {
+    s.spec.as_ref().and_then(|s| s.name.as_deref())
+}
+
+fn config_name(c: &Config) -> Option<&str> {
+    c.spec.as_ref().and_then(|s| s.name.as_deref())
+}
+
+/// Looks up the external objects the compose file needs; names that are missing are returned.
+async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Vec<String>, Error> {
+    let ext = &desired.objects.externals;
+    let mut missing = Vec::new();
+    for name in &ext.networks {
+        match ctx.docker.inspect_network_by_name(name).await? {
+            Some(n) => {
+                ids.networks.insert(name.clone(), n.id.unwrap_or_default());
+            }
+            None => missing.push(format!("network {name:?}")),
+        }
+    }
+    for name in &ext.secrets {
+        match ctx.docker.secret_by_name(name).await? {
+            Some(s) => {
+                ids.secrets.insert(name.clone(), (name.clone(), s.id.unwrap_or_default()));
+            }
+            None => missing.push(format!("secret {name:?}")),
+        }
+    }
+    for name in &ext.configs {
+        match ctx.docker.config_by_name(name).await? {
+            Some(c) => {
+                ids.configs.insert(name.clone(), (name.clone(), c.id.unwrap_or_default()));
+            }
+            None => missing.push(format!("config {name:?}")),
+        }
+    }
+    Ok(missing)
+}
+
+/// The drift of a stack: what differs between desired and live, object by object.
+fn drift_of(desired: &Desired, live: &Live, ids: &Ids) -> Vec<ObjectDrift> {
+    let mut out = Vec::new();
+    for net in &desired.objects.networks {
+        match live.networks.iter().find(|n| n.name.as_deref() == Some(&net.name)) {
+            None => out.push(object("network", &net.name, ObjectState::Missing, vec![])),
+            Some(l) => {
+                let fields = network_diff(net, l);
+                if !fields.is_empty() {
+                    out.push(object("network", &net.name, ObjectState::Changed, fields));
+                }
+            }
+        }
+    }
+    for (what, blobs, names) in [
+        ("secret", &desired.secrets, live.secrets.iter().filter_map(secret_name).collect::<Vec<_>>()),
+        ("config", &desired.configs, live.configs.iter().filter_map(config_name).collect()),
+    ] {
+        for b in blobs {
+            if !names.contains(&b.versioned.as_str()) {
+                out.push(object(what, &b.versioned, ObjectState::Missing, vec![]));
+            }
+        }
+    }
+    for svc in &desired.objects.services {
+        let spec = service_spec(svc, desired, ids);
+        match live.services.iter().find(|s| service_name(s) == Some(&svc.name)) {
+            None => out.push(object("service", &svc.name, ObjectState::Missing, vec![])),
+            Some(l) => {
+                let fields: Vec<FieldDiff> = compare_service(&spec, l)
+                    .into_iter()
+                    .filter(|f| !f.path.starts_with("Labels.swarmkeeper.spec-hash"))
+                    .map(|f| FieldDiff {
+                        path: compose_path(&svc.key, &f.path),
+                        ..f
+                    })
+                    .collect();
+                if !fields.is_empty() {
+                    out.push(object("service", &svc.name, ObjectState::Changed, fields));
+                }
+            }
+        }
+    }
+    for o in orphans(desired, live) {
+        out.push(object(o.object, &o.name, ObjectState::Orphan, vec![]));
+    }
+    out
+}
+
+fn object(what: &str, name: &str, state: ObjectState, fields: Vec<FieldDiff>) -> ObjectDrift {
+    ObjectDrift {
+        object: what.to_string(),
+        name: name.to_string(),
+        state,
+        fields,
+    }
+}
+
+fn network_diff(desired: &convert::NetworkObject, live: &Network) -> Vec<FieldDiff> {
+    let want = serde_json::json!({
+        "Driver": desired.spec.driver,
+        "Attachable": desired.spec.attachable,
+        "Internal": desired.spec.internal,
+        "Labels": desired.spec.labels,
+    });
+    let have = serde_json::json!({
+        "Driver": live.driver,
+        "Attachable": live.attachable,
+        "Internal": live.internal,
+        "Labels": live.labels,
+    });
+    diff::diff(&want, &have, &[])
+}
+
+struct Orphan {
+    object: &'static str,
+    name: String,
+    id: String,
+}
+
+/// Owned objects the record no longer wants.
+fn orphans(desired: &Desired, live: &Live) -> Vec<Orphan> {
+    let services: HashSet<&str> = desired.objects.services.iter().map(|s| s.name.as_str()).collect();
+    let networks: HashSet<&str> = desired.objects.networks.iter().map(|n| n.name.as_str()).collect();
+    let secrets: HashSet<&str> = desired.secrets.iter().map(|b| b.versioned.as_str()).collect();
+    let configs: HashSet<&str> = desired.configs.iter().map(|b| b.versioned.as_str()).collect();
+    let mut out = Vec::new();
+    let mut push = |object, name: Option<&str>, id: &Option<String>, keep: &HashSet<&str>| {
+        if let Some(name) = name
+            && !keep.contains(name)
+        {
+            out.push(Orphan {
+                object,
+                name: name.to_string(),
+                id: id.clone().unwrap_or_default(),
+            });
+        }
+    };
+    for s in &live.services {
+        push("service", service_name(s), &s.id, &services);
+    }
+    for s in &live.secrets {
+        push("secret", secret_name(s), &s.id, &secrets);
+    }
+    for c in &live.configs {
+        push("config", config_name(c), &c.id, &configs);
+    }
+    for n in &live.networks {
+        push("network", n.name.as_deref(), &n.id, &networks);
+    }
+    out
+}
+
+/// Removes orphans: services first, then the secrets, configs and networks they used.
+///
+/// Swarm refuses to remove a secret, config or network still in use (a task
+/// of a removed service may linger); that is not an error, the next pass retries.
+async fn remove_orphans(ctx: &Context, key: &RecordKey, orphans: Vec<Orphan>) -> Result<bool, Error> {
+    let mut lingering = false;
+    for o in orphans.iter().filter(|o| o.object == "service") {
+        ctx.docker.remove_service(&o.id).await?;
+        ctx.event(key, false, "Removed", format!("removed service {}", o.name)).await;
+    }
+    for o in orphans.iter().filter(|o| o.object != "service") {
+        let removed = match o.object {
+            "secret" => ctx.docker.remove_secret(&o.id).await,
+            "config" => ctx.docker.remove_config(&o.id).await,
+            _ => ctx.docker.remove_network(&o.id).await,
+        };
+        match removed {
+            Ok(()) => {
+                ctx.event(key, false, "Removed", format!("removed {} {}", o.object, o.name)).await;
+            }
+            Err(err) if err.is_transient() || err.is_in_use() => {
+                tracing::debug!(record = %key, object = o.object, name = %o.name, %err, "not removable yet");
+                lingering = true;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(lingering)
+}
+
+/// Converges one Stack record.
+///
+/// # Errors
+/// Transient failures of etcd or dockerd, retried with backoff by the runtime.
+pub async fn reconcile(ctx: &Context, key: &RecordKey, stored: Option<Versioned>) -> Result<Action, Error> {
+    let owner = Owner::new("Stack", &key.name);
+    let live = Live::observe(ctx, &owner).await?;
+    let Some(stored) = stored else {
+        // The record is gone: everything it owned is an orphan.
+        let everything = Desired {
+            objects: StackObjects::default(),
+            secrets: Vec::new(),
+            configs: Vec::new(),
+            owner_labels: BTreeMap::new(),
+        };
+        let lingering = remove_orphans(ctx, key, orphans(&everything, &live)).await?;
+        if lingering {
+            return Ok(Action::requeue(std::time::Duration::from_secs(2)));
+        }
+        ctx.store.delete_status(key.kind.as_str(), &key.name).await?;
+        return Ok(Action::await_change());
+    };
+    let generation = stored.mod_revision;
+    let self_heal = stored
+        .value
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(SELF_HEAL))
+        .and_then(|v| v.as_str())
+        != Some("false");
+    let desired = match desired(ctx, &key.name, stored.value).await? {
+        Ok(d) => d,
+        Err(Invalid(msg)) => return ctx.fail(key, generation, msg).await,
+    };
+    let mut ids = Ids::default();
+    let missing = externals(ctx, &desired, &mut ids).await?;
+    if !missing.is_empty() {
+        let message = format!("waiting for external {}", missing.join(", "));
+        let status = Status {
+            phase: Phase::Pending,
+            observed_revision: generation,
+            message: message.clone(),
+            conditions: Vec::new(),
+            owned: owned(&live),
+            drift: Vec::new(),
+            updated_at: jiff::Timestamp::now(),
+        };
+        ctx.event(key, true, "Waiting", message).await;
+        ctx.write_status(key, &status).await?;
+        return Ok(Action::requeue(std::time::Duration::from_secs(10)));
+    }
+    known_ids(&desired, &live, &mut ids);
+    let drift = drift_of(&desired, &live, &ids);
+    if !self_heal {
+        let status = Status {
+            phase: if drift.is_empty() { Phase::Ready } else { Phase::Degraded },
+            observed_revision: generation,
+            message: if drift.is_empty() {
+                String::new()
+            } else {
+                "drift found; self-heal is off for this record".into()
+            },
+            conditions: Vec::new(),
+            owned: owned(&live),
+            drift,
+            updated_at: jiff::Timestamp::now(),
+        };
+        ctx.write_status(key, &status).await?;
+        return Ok(Action::requeue(ctx.resync));
+    }
+    converge(ctx, key, &desired, &live, &mut ids).await?;
+    let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
+    let after = Live::observe(ctx, &owner).await?;
+    let status = status_of(&desired, &after, generation, drift);
+    let again = match status.phase {
+        Phase::Ready if !lingering => ctx.resync,
+        _ => std::time::Duration::from_secs(2),
+    };
+    ctx.write_status(key, &status).await?;
+    Ok(Action::requeue(again))
+}
+
+/// Fills `ids` with the live objects that already match the desired ones.
+fn known_ids(desired: &Desired, live: &Live, ids: &mut Ids) {
+    for n in &live.networks {
+        if let (Some(name), Some(id)) = (&n.name, &n.id) {
+            ids.networks.insert(name.clone(), id.clone());
+        }
+    }
+    for (blobs, map, names) in [
+        (&desired.secrets, &mut ids.secrets, live.secrets.iter().map(|s| (secret_name(s), &s.id)).collect::<Vec<_>>()),
+        (&desired.configs, &mut ids.configs, live.configs.iter().map(|c| (config_name(c), &c.id)).collect()),
+    ] {
+        for b in blobs {
+            if let Some((_, Some(id))) = names.iter().find(|(n, _)| *n == Some(b.versioned.as_str())) {
+                map.insert(b.logical.clone(), (b.versioned.clone(), id.clone()));
+            }
+        }
+    }
+}
+
+/// Creates what is missing and updates what differs, in dependency order.
+async fn converge(ctx: &Context, key: &RecordKey, desired: &Desired, live: &Live, ids: &mut Ids) -> Result<(), Error> {
+    for net in &desired.objects.networks {
+        if ids.networks.contains_key(&net.name) {
+            continue;
+        }
+        let mut spec = net.spec.clone();
+        add_labels(&mut spec.labels, &desired.owner_labels);
+        let hash = json_hash(&net.spec);
+        spec.labels.get_or_insert_with(HashMap::new).insert(SPEC_HASH.into(), hash);
+        let id = ctx.docker.create_network(spec).await?;
+        ctx.event(key, false, "Created", format!("created network {}", net.name)).await;
+        ids.networks.insert(net.name.clone(), id);
+    }
+    for b in &desired.secrets {
+        if ids.secrets.contains_key(&b.logical) {
+            continue;
+        }
+        let spec = SecretSpec {
+            name: Some(b.versioned.clone()),
+            labels: Some(b.labels.clone()),
+            data: Some(b.data.clone()),
+            ..Default::default()
+        };
+        let id = ctx.docker.create_secret(spec).await?;
+        ctx.event(key, false, "Created", format!("created secret {}", b.versioned)).await;
+        ids.secrets.insert(b.logical.clone(), (b.versioned.clone(), id));
+    }
+    for b in &desired.configs {
+        if ids.configs.contains_key(&b.logical) {
+            continue;
+        }
+        let spec = ConfigSpec {
+            name: Some(b.versioned.clone()),
+            labels: Some(b.labels.clone()),
+            data: Some(b.data.clone()),
+            ..Default::default()
+        };
+        let id = ctx.docker.create_config(spec).await?;
+        ctx.event(key, false, "Created", format!("created config {}", b.versioned)).await;
+        ids.configs.insert(b.logical.clone(), (b.versioned.clone(), id));
+    }
+    for svc in &desired.objects.services {
+        let spec = service_spec(svc, desired, ids);
+        let current = owned_name(&live.services, service_name, &svc.name).map(|i| &live.services[i]);
+        match current {
+            None => {
+                ctx.docker.create_service(spec, None).await?;
+                ctx.event(key, false, "Created", format!("created service {}", svc.name)).await;
+            }
+            Some(current) => {
+                let update = ctx
+                    .docker
+                    .update_service(current, None, |fresh| {
+                        let live_spec = fresh.spec.clone().unwrap_or_default();
+                        (!compare_service(&spec, fresh).is_empty()).then(|| keep_pinned_digest(&spec, &live_spec))
+                    })
+                    .await?;
+                if update == ServiceUpdate::Updated {
+                    ctx.event(key, false, "Updated", format!("updated service {}", svc.name)).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn owned(live: &Live) -> Vec<Owned> {
+    let mut out = Vec::new();
+    let mut push = |object: &str, name: Option<&str>, id: &Option<String>| {
+        out.push(Owned {
+            object: object.to_string(),
+            name: name.unwrap_or_default().to_string(),
+            id: id.clone().unwrap_or_default(),
+        });
+    };
+    for n in &live.networks {
+        push("network", n.name.as_deref(), &n.id);
+    }
+    for s in &live.secrets {
+        push("secret", secret_name(s), &s.id);
+    }
+    for c in &live.configs {
+        push("config", config_name(c), &c.id);
+    }
+    for s in &live.services {
+        push("service", service_name(s), &s.id);
+    }
+    out
+}
+
+/// Phase and per-service conditions from the live services after this pass.
+fn status_of(desired: &Desired, after: &Live, generation: i64, drift: Vec<ObjectDrift>) -> Status {
+    let mut conditions = Vec::new();
+    let mut phase = Phase::Ready;
+    for svc in &desired.objects.services {
+        let live = after.services.iter().find(|s| service_name(s) == Some(&svc.name));
+        let (ready, message) = match live {
+            None => (false, "not created".to_string()),
+            Some(s) => {
+                let counts = TaskCounts::of(s).unwrap_or_default();
+                match service_update_state(s) {
+                    Some(state) if state.is_degraded() => {
+                        phase = Phase::Degraded;
+                        (false, format!("update {state:?}; {}/{} tasks running", counts.running, counts.desired))
+                    }
+                    _ => (
+                        counts.is_ready(),
+                        format!("{}/{} tasks running", counts.running, counts.desired),
+                    ),
+                }
+            }
+        };
+        if !ready && phase == Phase::Ready {
+            phase = Phase::Progressing;
+        }
+        conditions.push(Condition {
+            type_: format!("service/{}", svc.name),
+            ready,
+            message,
+        });
+    }
+    Status {
+        phase,
+        observed_revision: generation,
+        message: String::new(),
+        conditions,
+        owned: owned(after),
+        drift,
+        updated_at: jiff::Timestamp::now(),
+    }
+}
+
+/// The drift of one stack record, for `swarmkeeper drift` and `/drift`.
+///
+/// # Errors
+/// When etcd or dockerd fails.
+pub async fn drift(ctx: &Context, name: &str, stored: Option<Versioned>) -> Result<RecordDrift, Error> {
+    let owner = Owner::new("Stack", name);
+    let live = Live::observe(ctx, &owner).await?;
+    let mut report = RecordDrift {
+        kind: "Stack".into(),
+        name: name.into(),
+        objects: Vec::new(),
+        error: None,
+    };
+    let Some(stored) = stored else {
+        let nothing = Desired {
+            objects: StackObjects::default(),
+            secrets: Vec::new(),
+            configs: Vec::new(),
+            owner_labels: BTreeMap::new(),
+        };
+        report.objects = drift_of(&nothing, &live, &Ids::default());
+        return Ok(report);
+    };
+    let desired = match desired(ctx, name, stored.value).await? {
+        Ok(d) => d,
+        Err(Invalid(msg)) => {
+            report.error = Some(msg);
+            return Ok(report);
+        }
+    };
+    let mut ids = Ids::default();
+    let missing = externals(ctx, &desired, &mut ids).await?;
+    for m in missing {
+        report.error = Some(format!("external {m} is missing"));
+    }
+    known_ids(&desired, &live, &mut ids);
+    report.objects = drift_of(&desired, &live, &ids);
+    Ok(report)
+}

@@ -1,0 +1,65 @@
+//! The status a controller writes for each record: phase, generation seen,
+//! conditions, owned objects and last drift. Read back by `get`, `describe`
+//! and the drift endpoint.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::drift::ObjectDrift;
+
+/// Where a record stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Seen, not converged yet (waiting for something it depends on).
+    Pending,
+    /// Changes sent; tasks not all running yet.
+    Progressing,
+    /// Converged and running.
+    Ready,
+    /// Converged, but the swarm rolled back or paused an update, or tasks fail.
+    Degraded,
+    /// The record cannot be converged as it is (invalid, or a permanent error).
+    Failed,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One aspect of a record's state, like a service's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// What it is about: `service/<name>`, `network/<name>`, ...
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub ready: bool,
+    pub message: String,
+}
+
+/// A swarm object the record owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owned {
+    pub object: String,
+    pub name: String,
+    pub id: String,
+}
+
+/// The value at `<prefix>/status/<Kind>/<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub phase: Phase,
+    /// The desired key's mod_revision this status describes.
+    pub observed_revision: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owned: Vec<Owned>,
+    /// What differed from the desired state before this pass converged it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<ObjectDrift>,
+    pub updated_at: jiff::Timestamp,
+}

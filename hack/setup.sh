@@ -140,6 +140,18 @@ image_hash() {
 	} | sha256sum | cut -c1-16
 }
 
+# build_image IMAGE HASH CONTEXT: builds CONTEXT as IMAGE labelled with HASH, removes CONTEXT, and
+# removes the image IMAGE named before when nothing else names or uses it.
+build_image() {
+	local image=$1 hash=$2 ctx=$3 previous
+	previous=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+	docker build -q --label "$IMAGE_HASH_LABEL=$hash" -t "$image" "$ctx" >/dev/null
+	rm -rf "$ctx"
+	if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{.Id}}' "$image")" ]]; then
+		docker image rm "$previous" >/dev/null 2>&1 || true
+	fi
+}
+
 image_is_current() {
 	local image=$1 hash=$2
 	[[ $(docker image inspect --format "{{ index .Config.Labels \"$IMAGE_HASH_LABEL\" }}" "$image" 2>/dev/null) == "$hash" ]]
@@ -159,8 +171,7 @@ build_busybox_image() {
 	ctx=$(mktemp -d)
 	cp /bin/busybox "$ctx/busybox"
 	printf '%s' "$BUSYBOX_DOCKERFILE" >"$ctx/Dockerfile"
-	docker build -q --label "$IMAGE_HASH_LABEL=$hash" -t "$image" "$ctx" >/dev/null
-	rm -rf "$ctx"
+	build_image "$image" "$hash" "$ctx"
 	[[ $(docker run --rm "$image" echo ok) == ok ]] || die "$image does not run"
 	done_step "built $image"
 }
@@ -213,8 +224,7 @@ build_registry_image() {
 	done
 	printf '%s' "$REGISTRY_CONFIG" >"$ctx/root/etc/docker/registry/config.yml"
 	printf '%s' "$REGISTRY_DOCKERFILE" >"$ctx/Dockerfile"
-	docker build -q --label "$IMAGE_HASH_LABEL=$hash" -t "$image" "$ctx" >/dev/null
-	rm -rf "$ctx"
+	build_image "$image" "$hash" "$ctx"
 	verify_registry_image "$image"
 	done_step "built $image (verified: /v2/ answers)"
 }

@@ -50,7 +50,7 @@ def publish(port):
         s.bind(("0.0.0.0", 0))
         new = s.getsockname()[1]
     taken.add(new)
-    print(f"    published port {port} is taken here; the demo uses {new}", file=sys.stderr)
+    print(f"    port {port} is in use or published twice; the demo publishes {new} instead", file=sys.stderr)
     return new
 
 def local_image(image):

@@ -273,6 +273,9 @@ start_mariadb() {
 
 main() {
 	local start=$SECONDS
+	# Test runs call setup concurrently; two of them must not start two dockerds or two apt-gets.
+	exec 9>/run/swarmkeeper-setup.lock
+	flock 9
 	install_packages
 	ensure_rust_components
 	start_dockerd

@@ -47,17 +47,15 @@ install_packages() {
 	if ((${#missing[@]} > 0)); then
 		log "installing ${missing[*]}"
 		# policy-rc.d exit 101 keeps invoke-rc.d from starting services during the install.
-		local own_policy=false
 		if [[ ! -e /usr/sbin/policy-rc.d ]]; then
 			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 			chmod +x /usr/sbin/policy-rc.d
-			own_policy=true
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 		fi
 		# needrestart (a recommend of some packages) would otherwise prompt or list daemons.
 		export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${missing[@]}"
-		if $own_policy; then rm -f /usr/sbin/policy-rc.d; fi
 		done_step "installed ${missing[*]}"
 	fi
 	stop_system_service etcd
@@ -101,7 +99,7 @@ start_dockerd() {
 		rm -f /var/run/docker.pid
 	fi
 	log "starting dockerd (log: $DOCKERD_LOG)"
-	setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+	setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
 	wait_for 60 "dockerd to answer" docker info || {
 		tail -n 30 "$DOCKERD_LOG" >&2
 		die "dockerd did not start within 60 s; see $DOCKERD_LOG"
@@ -251,7 +249,7 @@ start_postgres() {
 	fi
 	if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" && $4 == "online" { found = 1 } END { exit !found }'; then
 		log "starting PostgreSQL $version"
-		pg_ctlcluster "$version" main start
+		pg_ctlcluster "$version" main start 9>&-
 		done_step "started PostgreSQL $version"
 	fi
 	su postgres -c "psql -Atqc 'select 1'" >/dev/null ||
@@ -262,7 +260,7 @@ start_mariadb() {
 	if ! mysqladmin --user=root ping >/dev/null 2>&1; then
 		log "starting MariaDB"
 		# The init script runs mysqld_safe and waits for it; it needs no systemd.
-		service mariadb start >/dev/null
+		service mariadb start >/dev/null 9>&-
 		wait_for 30 "MariaDB to answer" mysqladmin --user=root ping ||
 			die "MariaDB did not start; see /var/log/mysql/ and /var/lib/mysql/*.err"
 		done_step "started MariaDB"
@@ -274,8 +272,9 @@ start_mariadb() {
 main() {
 	local start=$SECONDS
 	# Test runs call setup concurrently; two of them must not start two dockerds or two apt-gets.
+	# Daemons started below get `9>&-`: one that inherited fd 9 would hold the lock forever.
 	exec 9>/run/swarmkeeper-setup.lock
-	flock 9
+	flock -w 300 9 || die "another hack/setup.sh has held /run/swarmkeeper-setup.lock for 5 minutes"
 	install_packages
 	ensure_rust_components
 	start_dockerd

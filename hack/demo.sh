@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# The demo: a private etcd, the example records with local images, apply, converge, drift, heal.
+# Everything it starts is removed on exit; DEMO_KEEP=1 leaves the etcd and the stacks running.
+set -euo pipefail
+
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+EXAMPLES="$REPO_ROOT/manifests/examples"
+# Any image the examples name is replaced by the local busybox, which sleeps; the registry is real.
+BUSYBOX_IMAGE=local/busybox:1
+REGISTRY_IMAGE=local/registry:2
+
+banner() { printf '\n\033[1m### %s\033[0m\n' "$*"; }
+# show CMD...: prints the command, then runs it.
+show() {
+	printf '\033[2m$ %s\033[0m\n' "$*"
+	"$@"
+}
+
+# The demo copy of the examples: images replaced, services kept alive with `sleep`, the example
+# nodes (docker04, docker05) folded into this node, published ports moved when taken, and the
+# relative bind-mount sources the records name created empty beside them.
+make_demo_copy() {
+	local src=$1 dest=$2 node
+	node=$(docker node inspect self --format '{{.Description.Hostname}}')
+	mkdir -p "$dest"
+	/usr/bin/python3 - "$src" "$dest" "$node" "$BUSYBOX_IMAGE" "$REGISTRY_IMAGE" <<'PY'
+import glob, os, socket, sys
+import yaml
+
+src, dest, node, busybox, registry = sys.argv[1:]
+
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+taken = set()
+def publish(port):
+    port = int(port)
+    if port not in taken and port_free(port):
+        taken.add(port)
+        return port
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        new = s.getsockname()[1]
+    taken.add(new)
+    print(f"    port {port} is in use or published twice; the demo publishes {new} instead", file=sys.stderr)
+    return new
+
+def local_image(image):
+    return registry if image.split("/")[-1].startswith("registry:") else busybox
+
+def demo_service(svc, folder):
+    if local_image(svc["image"]) == busybox:
+        svc["command"] = ["sleep", "infinity"]
+        svc.pop("entrypoint", None)
+        if "healthcheck" in svc:
+            svc["healthcheck"] = {"disable": True}
+    svc["image"] = local_image(svc["image"])
+    ports = []
+    for p in svc.get("ports", []):
+        if isinstance(p, dict):
+            if "published" in p:
+                p["published"] = publish(p["published"])
+        else:
+            parts = str(p).split(":")
+            if len(parts) == 2:
+                parts[0] = str(publish(parts[0]))
+            p = ":".join(parts)
+        ports.append(p)
+    if ports:
+        svc["ports"] = ports
+    for v in svc.get("volumes", []):
+        source = v.get("source", "") if isinstance(v, dict) else str(v).split(":")[0]
+        if source.startswith("."):
+            path = os.path.join(folder, source)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "a").close()
+
+node_done = False
+for path in sorted(glob.glob(os.path.join(src, "*.yaml"))):
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    out = []
+    for doc in docs:
+        kind, spec = doc.get("kind"), doc.get("spec") or {}
+        if kind == "Node":
+            if node_done:
+                continue
+            doc["metadata"]["name"] = node.lower()
+            node_done = True
+        elif kind == "Stack" and "compose" in spec:
+            for svc in spec["compose"].get("services", {}).values():
+                demo_service(svc, dest)
+        elif kind == "BackupJob":
+            spec["image"] = busybox
+            spec["command"] = ["sh", "-c", "echo backup of " + doc["metadata"]["name"] + " at $(date)"]
+        elif kind == "Registry" and "deploy" in spec:
+            spec["deploy"]["image"] = local_image(spec["deploy"]["image"])
+            if "port" in spec["deploy"]:
+                old, spec["deploy"]["port"] = spec["deploy"]["port"], publish(spec["deploy"]["port"])
+                spec["address"] = spec.get("address", "").replace(f":{old}", f":{spec['deploy']['port']}")
+        out.append(doc)
+    with open(os.path.join(dest, os.path.basename(path)), "w") as f:
+        yaml.safe_dump_all(out, f, sort_keys=False, default_flow_style=False)
+PY
+}
+
+has_subcommand() { "$SWARMKEEPER" "$1" --help >/dev/null 2>&1; }
+
+cleanup() {
+	local rc=$?
+	if [[ "${DEMO_KEEP:-}" == 1 ]]; then
+		log "DEMO_KEEP=1: etcd keeps running on ${SWARMKEEPER_ETCD_ENDPOINTS:-} (data and key in $WORK)"
+		log "stop it with: kill $(cat "$WORK/etcd/etcd.pid" 2>/dev/null)"
+		exit "$rc"
+	fi
+	if [[ -n "${DEMO_APPLIED:-}" ]] && has_subcommand run; then
+		log "removing what the demo created"
+		"$SWARMKEEPER" delete -f "$WORK/desired" >/dev/null || warn "delete failed"
+		"$SWARMKEEPER" run --once >/dev/null || warn "the pruning pass failed"
+	fi
+	stop_etcd "$WORK/etcd"
+	rm -rf "$WORK"
+	exit "$rc"
+}
+
+main() {
+	[[ -d "$EXAMPLES" ]] || die "no example records in $EXAMPLES"
+
+	banner "Environment (hack/setup.sh)"
+	"$REPO_ROOT/hack/setup.sh"
+
+	banner "Build swarmkeeper"
+	# A debug build shares its compiled dependencies with the test suite: quicker than release.
+	cargo build --quiet --bin swarmkeeper
+	SWARMKEEPER="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/swarmkeeper"
+
+	WORK=$(mktemp -d -t swarmkeeper-demo.XXXXXX)
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+
+	banner "A private etcd"
+	local port
+	port=$(free_port)
+	start_etcd "$WORK/etcd" "$port" >/dev/null
+	export SWARMKEEPER_ETCD_ENDPOINTS="http://127.0.0.1:$port"
+	export SWARMKEEPER_PREFIX=/swarmkeeper-demo
+	# The operator's key: 32 random bytes, which encrypt the secret values it keeps in etcd.
+	export SWARMKEEPER_SECRET_KEY_FILE="$WORK/secret.key"
+	(umask 077 && head -c 32 /dev/urandom >"$SWARMKEEPER_SECRET_KEY_FILE")
+	log "etcd at $SWARMKEEPER_ETCD_ENDPOINTS, prefix $SWARMKEEPER_PREFIX"
+
+	banner "The example records, with local images"
+	make_demo_copy "$EXAMPLES" "$WORK/desired"
+	show ls "$WORK/desired"
+
+	banner "Apply"
+	DEMO_APPLIED=1
+	show "$SWARMKEEPER" apply -f "$WORK/desired"
+	show "$SWARMKEEPER" get
+
+	if ! has_subcommand run || ! has_subcommand drift; then
+		log "this build has no controller yet (run, drift): the demo ends after apply and get"
+		return 0
+	fi
+
+	banner "Converge"
+	show "$SWARMKEEPER" run --once
+	show "$SWARMKEEPER" get
+	show docker stack services whoami
+
+	banner "Drift made by hand"
+	show docker service scale --detach whoami_whoami=1
+	local rc=0
+	show "$SWARMKEEPER" drift --exit-code || rc=$?
+	[[ $rc -eq 2 ]] || die "drift should have been found (exit code 2), got $rc"
+
+	banner "Heal"
+	show "$SWARMKEEPER" run --once
+	show "$SWARMKEEPER" drift --exit-code
+	log "demo done"
+}
+
+main "$@"

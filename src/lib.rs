@@ -11,10 +11,15 @@
 //! - [`runtime`]: triggers, work queue, backoff, shutdown.
 //! - [`controllers`]: one reconciler per kind.
 //! - [`report`]: tables, diffs and drift reports.
+//! - [`cli`]: the commands behind the command line.
+//! - [`http`], [`metrics`]: the controller's endpoints and Prometheus metrics.
 
 pub mod api;
+pub mod cli;
 pub mod controllers;
 pub mod docker;
+pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod runtime;

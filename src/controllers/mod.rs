@@ -128,6 +128,7 @@ impl Context {
 /// Dispatches each record to its kind's reconciler.
 pub struct Controllers {
     pub ctx: Context,
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Controllers {
@@ -167,7 +168,16 @@ impl Reconciler<RecordKey> for Controllers {
         self: Arc<Self>,
         key: RecordKey,
     ) -> impl Future<Output = Result<Action, Error>> + Send + 'static {
-        async move { self.reconcile_key(key).await }
+        async move {
+            let started = std::time::Instant::now();
+            let kind = key.kind.as_str();
+            let result = self.reconcile_key(key).await;
+            if let Some(m) = &self.metrics {
+                let outcome = result.as_ref().map_or_else(Error::kind, |_| "ok");
+                m.reconciled(kind, outcome, started.elapsed().as_secs_f64());
+            }
+            result
+        }
     }
 }
 

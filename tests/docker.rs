@@ -455,6 +455,8 @@ async fn networks_secrets_and_configs_by_owner_and_by_name() {
 async fn nodes_are_listed_and_updated_at_their_version() {
     let f = Fixture::new("node").await;
     let docker = &f.docker;
+    docker.ping().await.unwrap();
+    assert_eq!((docker.reads(), docker.writes()), (1, 0));
     let nodes = docker.list_nodes().await.unwrap();
     let node = nodes.first().expect("a swarm has a node");
     let id = node.id.clone().unwrap();
@@ -551,4 +553,50 @@ async fn an_unreachable_daemon_is_a_transient_connect_error() {
     assert_eq!(err.kind(), "connect");
     let err = Docker::connect_to("bogus://host").await.unwrap_err();
     assert!(matches!(err, DockerError::Connect { .. }), "{err:?}");
+}
+
+/// Forwards a unix socket to the real dockerd until aborted: dropping the task drops every
+/// proxied connection, which is what a client sees when dockerd goes away.
+fn proxy_to_dockerd(listener: tokio::net::UnixListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let mut daemon = tokio::net::UnixStream::connect("/var/run/docker.sock")
+                    .await
+                    .expect("dockerd socket");
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
+            });
+        }
+    })
+}
+
+#[tokio::test]
+async fn events_stream_ends_when_dockerd_goes_away() {
+    require_swarm();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let proxy = proxy_to_dockerd(tokio::net::UnixListener::bind(&socket).unwrap());
+    let docker = Docker::connect_to(&format!("unix://{}", socket.display()))
+        .await
+        .unwrap();
+    let mut events = Box::pin(docker.events(None));
+    // The first poll seeds and subscribes; other tests' events may arrive meanwhile.
+    let _ = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
+
+    proxy.abort();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut errors = Vec::new();
+        while let Some(item) = events.next().await {
+            if let Err(err) = item {
+                errors.push(err);
+            }
+        }
+        errors
+    })
+    .await
+    .expect("the stream must end once dockerd is gone");
+    // dockerd vanishing mid-stream is one transient error, then the end.
+    assert!(ended.len() <= 1, "{ended:?}");
+    assert!(ended.iter().all(DockerError::is_transient), "{ended:?}");
 }

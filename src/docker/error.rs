@@ -15,6 +15,11 @@ pub enum DockerError {
         #[source]
         source: BollardError,
     },
+    #[error("pinging dockerd: {source}")]
+    Ping {
+        #[source]
+        source: BollardError,
+    },
     #[error("listing {what}: {source}")]
     List {
         what: &'static str,
@@ -99,6 +104,7 @@ impl DockerError {
     fn source_error(&self) -> &BollardError {
         match self {
             Self::Connect { source, .. }
+            | Self::Ping { source }
             | Self::List { source, .. }
             | Self::Inspect { source, .. }
             | Self::CreateNetwork { source, .. }
@@ -120,6 +126,7 @@ impl DockerError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Connect { .. } => "connect",
+            Self::Ping { .. } => "ping",
             Self::List { .. } => "list",
             Self::Inspect { .. } => "inspect",
             Self::CreateNetwork { .. } => "create_network",

@@ -10,7 +10,8 @@
 //! - Images are never resolved against a registry: bollard sends the spec as given,
 //!   and dockerd only queries a registry itself for clients older than API 1.30.
 //!   Registry credentials travel only in the `X-Registry-Auth` header, and only when
-//!   a caller passes them.
+//!   a caller passes them. bollard's [`DockerCredentials`] derives a Debug that prints
+//!   the password: never log one.
 //! - Swarm events (dockerd 20.10) carry only the object's `name` attribute, never its
 //!   labels: [`Docker::events`] finds the owner by looking the object up.
 
@@ -112,6 +113,18 @@ impl Docker {
             inner,
             counters: Arc::default(),
         })
+    }
+
+    /// Asks dockerd whether it is there, for readiness checks and reconnect loops; a
+    /// connection made once keeps working after dockerd restarts.
+    ///
+    /// # Errors
+    /// [`DockerError::Ping`] when dockerd does not answer.
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.call("ping", Access::Read, self.inner.ping())
+            .await
+            .map(drop)
+            .map_err(|source| DockerError::Ping { source })
     }
 
     /// Create, update and remove calls sent to dockerd so far, retries included.

@@ -422,12 +422,38 @@ async fn networks_secrets_and_configs_by_owner_and_by_name() {
         "network, secret, refused secret, config"
     );
 
+    // A service using the secret and the network keeps them from being removed.
+    let mut user = f.service_spec("user", &f.owner);
+    let task = user.task_template.as_mut().unwrap();
+    task.networks = Some(vec![bollard::models::NetworkAttachmentConfig {
+        target: Some(net_id.clone()),
+        ..Default::default()
+    }]);
+    task.container_spec.as_mut().unwrap().secrets =
+        Some(vec![bollard::models::TaskSpecContainerSpecSecrets {
+            secret_id: Some(secret_id.clone()),
+            secret_name: Some(f.name("password")),
+            file: Some(bollard::models::TaskSpecContainerSpecFile {
+                name: Some("password".to_owned()),
+                uid: Some("0".to_owned()),
+                gid: Some("0".to_owned()),
+                mode: Some(0o400),
+            }),
+        }]);
+    let user_id = docker.create_service(user, None).await.unwrap();
+    let in_use = docker.remove_secret(&secret_id).await.unwrap_err();
+    assert!(in_use.is_in_use(), "{in_use:?}");
+    let in_use = docker.remove_network(&net_id).await.unwrap_err();
+    assert!(in_use.is_in_use(), "{in_use:?}");
+    docker.remove_service(&user_id).await.unwrap();
+    assert_eq!(docker.writes(), 8);
+
     for _ in 0..2 {
         docker.remove_network(&net_id).await.unwrap();
         docker.remove_secret(&secret_id).await.unwrap();
         docker.remove_config(&config_id).await.unwrap();
     }
-    assert_eq!(docker.writes(), 10);
+    assert_eq!(docker.writes(), 14);
     assert!(
         docker
             .inspect_network_by_name(&net)

@@ -158,6 +158,15 @@ impl DockerError {
         status_code(self.source_error()) == Some(404)
     }
 
+    /// Whether a remove was refused because something still uses the object (a service
+    /// still mounts the secret or config, or is attached to the network): retry after
+    /// the services moved on. swarmkit says so with a 400, not with a status of its own.
+    #[must_use]
+    pub fn is_in_use(&self) -> bool {
+        matches!(self.source_error(), BollardError::DockerResponseServerError { message, .. }
+            if message.contains("is in use by") || message.contains("has active endpoints"))
+    }
+
     /// Whether the write lost a race against another writer of the same object.
     #[must_use]
     pub fn is_out_of_sequence(&self) -> bool {
@@ -253,6 +262,20 @@ mod tests {
         assert!(update(server(503, "swarm is not available")).is_transient());
         assert!(update(BollardError::RequestTimeoutError).is_transient());
         assert!(update(BollardError::SocketNotFoundError("/x.sock".into())).is_transient());
+    }
+
+    #[test]
+    fn in_use_is_told_by_the_message() {
+        let err = DockerError::RemoveSecret {
+            secret: "db_password".to_owned(),
+            source: server(
+                400,
+                "rpc error: code = InvalidArgument desc = secret 'db_password' is in use by the following service: web",
+            ),
+        };
+        assert!(err.is_in_use());
+        assert!(!err.is_transient());
+        assert!(!update(server(400, "invalid mount config")).is_in_use());
     }
 
     #[test]

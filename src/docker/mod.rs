@@ -17,7 +17,7 @@
 
 mod error;
 mod events;
-mod labels;
+pub mod labels;
 mod node;
 mod objects;
 mod service;

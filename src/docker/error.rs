@@ -1,0 +1,295 @@
+//! The errors of the Docker layer, one variant per action, with retry and metric helpers.
+
+use bollard::errors::Error as BollardError;
+
+/// What went wrong talking to dockerd. Each variant names the action and the object.
+///
+/// Nothing here carries a request body: a secret's data or a registry auth header can
+/// never reach Display or Debug. dockerd's own messages do not echo secret data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DockerError {
+    #[error("connecting to dockerd at {host}: {source}")]
+    Connect {
+        host: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("pinging dockerd: {source}")]
+    Ping {
+        #[source]
+        source: BollardError,
+    },
+    #[error("listing {what}: {source}")]
+    List {
+        what: &'static str,
+        #[source]
+        source: BollardError,
+    },
+    #[error("inspecting {what} {name}: {source}")]
+    Inspect {
+        what: &'static str,
+        name: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("creating network {network}: {source}")]
+    CreateNetwork {
+        network: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("removing network {network}: {source}")]
+    RemoveNetwork {
+        network: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("creating secret {secret}: {source}")]
+    CreateSecret {
+        secret: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("removing secret {secret}: {source}")]
+    RemoveSecret {
+        secret: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("creating config {config}: {source}")]
+    CreateConfig {
+        config: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("removing config {config}: {source}")]
+    RemoveConfig {
+        config: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("creating service {service}: {source}")]
+    CreateService {
+        service: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("updating service {service}: {source}")]
+    UpdateService {
+        service: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("removing service {service}: {source}")]
+    RemoveService {
+        service: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("updating node {node}: {source}")]
+    UpdateNode {
+        node: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("watching docker events: {source}")]
+    Events {
+        #[source]
+        source: BollardError,
+    },
+}
+
+impl DockerError {
+    fn source_error(&self) -> &BollardError {
+        match self {
+            Self::Connect { source, .. }
+            | Self::Ping { source }
+            | Self::List { source, .. }
+            | Self::Inspect { source, .. }
+            | Self::CreateNetwork { source, .. }
+            | Self::RemoveNetwork { source, .. }
+            | Self::CreateSecret { source, .. }
+            | Self::RemoveSecret { source, .. }
+            | Self::CreateConfig { source, .. }
+            | Self::RemoveConfig { source, .. }
+            | Self::CreateService { source, .. }
+            | Self::UpdateService { source, .. }
+            | Self::RemoveService { source, .. }
+            | Self::UpdateNode { source, .. }
+            | Self::Events { source } => source,
+        }
+    }
+
+    /// A short, bounded name of the failed action, fit for a metric label.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "connect",
+            Self::Ping { .. } => "ping",
+            Self::List { .. } => "list",
+            Self::Inspect { .. } => "inspect",
+            Self::CreateNetwork { .. } => "create_network",
+            Self::RemoveNetwork { .. } => "remove_network",
+            Self::CreateSecret { .. } => "create_secret",
+            Self::RemoveSecret { .. } => "remove_secret",
+            Self::CreateConfig { .. } => "create_config",
+            Self::RemoveConfig { .. } => "remove_config",
+            Self::CreateService { .. } => "create_service",
+            Self::UpdateService { .. } => "update_service",
+            Self::RemoveService { .. } => "remove_service",
+            Self::UpdateNode { .. } => "update_node",
+            Self::Events { .. } => "events",
+        }
+    }
+
+    /// Whether trying again later may succeed: dockerd unreachable or busy, a version race.
+    ///
+    /// A spec dockerd rejects (4xx, or swarmkit's `InvalidArgument`) is not transient:
+    /// retrying the same request cannot help until the record changes.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        is_transient(self.source_error())
+    }
+
+    /// Whether dockerd answered 404: the object does not exist.
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        status_code(self.source_error()) == Some(404)
+    }
+
+    /// Whether a remove was refused because something still uses the object (a service
+    /// still mounts the secret or config, or is attached to the network): retry after
+    /// the services moved on. swarmkit says so with a 400, not with a status of its own.
+    #[must_use]
+    pub fn is_in_use(&self) -> bool {
+        matches!(self.source_error(), BollardError::DockerResponseServerError { message, .. }
+            if message.contains("is in use by") || message.contains("has active endpoints"))
+    }
+
+    /// Whether the write lost a race against another writer of the same object.
+    #[must_use]
+    pub fn is_out_of_sequence(&self) -> bool {
+        is_out_of_sequence(self.source_error())
+    }
+}
+
+pub(crate) fn status_code(err: &BollardError) -> Option<u16> {
+    match err {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// swarmkit's "update out of sequence" (the version sent is no longer the current one):
+/// dockerd 20.10 answers it as HTTP 500, newer ones may say 409; the text is what is stable.
+pub(crate) fn is_out_of_sequence(err: &BollardError) -> bool {
+    matches!(err, BollardError::DockerResponseServerError { message, .. }
+        if message.contains("update out of sequence"))
+}
+
+fn is_transient(err: &BollardError) -> bool {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            if is_out_of_sequence(err) {
+                return true;
+            }
+            match status_code {
+                408 | 429 => true,
+                500..=599 => !message.contains("code = InvalidArgument"),
+                _ => false,
+            }
+        }
+        BollardError::RequestTimeoutError
+        | BollardError::IOError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::HttpClientError { .. }
+        | BollardError::HyperLegacyError { .. }
+        | BollardError::SocketNotFoundError(_)
+        | BollardError::DockerStreamError { .. } => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    fn update(source: BollardError) -> DockerError {
+        DockerError::UpdateService {
+            service: "web_api".to_owned(),
+            source,
+        }
+    }
+
+    #[test]
+    fn out_of_sequence_is_transient_whatever_the_status() {
+        for code in [500, 409] {
+            let err = update(server(
+                code,
+                "rpc error: code = Unknown desc = update out of sequence",
+            ));
+            assert!(err.is_out_of_sequence());
+            assert!(err.is_transient());
+        }
+    }
+
+    #[test]
+    fn invalid_specs_are_not_transient() {
+        assert!(!update(server(400, "invalid mount config")).is_transient());
+        assert!(
+            !update(server(
+                500,
+                "rpc error: code = InvalidArgument desc = ContainerSpec: image reference must be provided"
+            ))
+            .is_transient()
+        );
+        assert!(!update(server(409, "name conflicts with an existing object")).is_transient());
+    }
+
+    #[test]
+    fn server_and_connection_failures_are_transient() {
+        assert!(update(server(503, "swarm is not available")).is_transient());
+        assert!(update(BollardError::RequestTimeoutError).is_transient());
+        assert!(update(BollardError::SocketNotFoundError("/x.sock".into())).is_transient());
+    }
+
+    #[test]
+    fn in_use_is_told_by_the_message() {
+        let err = DockerError::RemoveSecret {
+            secret: "db_password".to_owned(),
+            source: server(
+                400,
+                "rpc error: code = InvalidArgument desc = secret 'db_password' is in use by the following service: web",
+            ),
+        };
+        assert!(err.is_in_use());
+        assert!(!err.is_transient());
+        assert!(!update(server(400, "invalid mount config")).is_in_use());
+    }
+
+    #[test]
+    fn not_found_and_kind() {
+        let err = DockerError::RemoveSecret {
+            secret: "db_password".to_owned(),
+            source: server(404, "secret db_password not found"),
+        };
+        assert!(err.is_not_found());
+        assert!(!err.is_transient());
+        assert_eq!(err.kind(), "remove_secret");
+        assert_eq!(
+            err.to_string(),
+            "removing secret db_password: Docker responded with status code 404: secret db_password not found"
+        );
+    }
+}

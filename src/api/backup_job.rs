@@ -146,9 +146,10 @@ impl BackupJobSpec {
                 errors.push(format!("{path}.target"), "must be an absolute path");
             }
             match mount.kind {
-                MountType::Bind if !mount.source.starts_with('/') => {
-                    errors.push(format!("{path}.source"), "a bind source must be an absolute path on the node")
-                }
+                MountType::Bind if !mount.source.starts_with('/') => errors.push(
+                    format!("{path}.source"),
+                    "a bind source must be an absolute path on the node",
+                ),
                 MountType::Volume => errors.not_empty(&format!("{path}.source"), &mount.source),
                 MountType::Bind => {}
             }
@@ -161,7 +162,10 @@ impl BackupJobSpec {
         if self.timeout_seconds == Some(0) {
             errors.push("spec.timeoutSeconds", "must be at least 1");
         }
-        for (field, value) in [("successful", self.history.successful), ("failed", self.history.failed)] {
+        for (field, value) in [
+            ("successful", self.history.successful),
+            ("failed", self.history.failed),
+        ] {
             if value > 100 {
                 errors.push(format!("spec.history.{field}"), "must be at most 100");
             }
@@ -193,9 +197,16 @@ mod tests {
     #[test]
     fn defaults_and_rules() {
         let spec: BackupJobSpec =
-            serde_json::from_value(serde_json::json!({"schedule": "0 3 * * *", "image": "pg"})).unwrap();
+            serde_json::from_value(serde_json::json!({"schedule": "0 3 * * *", "image": "pg"}))
+                .unwrap();
         assert_eq!(spec.concurrency_policy, ConcurrencyPolicy::Forbid);
-        assert_eq!(spec.history, History { successful: 3, failed: 1 });
+        assert_eq!(
+            spec.history,
+            History {
+                successful: 3,
+                failed: 1
+            }
+        );
         assert_eq!(
             errors_of(serde_json::json!({
                 "schedule": "0 3 * *", "image": "pg", "env": {"1X": "y"},

@@ -15,7 +15,8 @@ static IDENTIFIER: LazyLock<Regex> =
 static PRIVILEGE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z]+( [A-Za-z]+)*$").expect("valid regex"));
 static HOST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([A-Za-z0-9]([A-Za-z0-9_-]{0,62})?\.?)+$|^\[?[0-9A-Fa-f:.]+\]?$").expect("valid regex")
+    Regex::new(r"^([A-Za-z0-9]([A-Za-z0-9_-]{0,62})?\.?)+$|^\[?[0-9A-Fa-f:.]+\]?$")
+        .expect("valid regex")
 });
 
 /// The desired user, its grants and the secrets that deliver its password.
@@ -192,36 +193,54 @@ impl DatabaseServer {
 impl DatabaseUserSpec {
     pub(crate) fn validate(&self, errors: &mut Errors) {
         if !HOST.is_match(&self.server.host) {
-            errors.push("spec.server.host", format!("{:?} is not a host name or address", self.server.host));
+            errors.push(
+                "spec.server.host",
+                format!("{:?} is not a host name or address", self.server.host),
+            );
         }
         if self.server.port == Some(0) {
             errors.push("spec.server.port", "must be between 1 and 65535");
         }
         errors.not_empty("spec.server.adminUser", &self.server.admin_user);
-        errors.name("spec.server.adminPasswordSecret", &self.server.admin_password_secret);
+        errors.name(
+            "spec.server.adminPasswordSecret",
+            &self.server.admin_password_secret,
+        );
         let max = self.engine.max_user_len();
         if !IDENTIFIER.is_match(&self.user) || self.user.len() > max {
             errors.push(
                 "spec.user",
-                format!("{:?} is not a user name (letters, digits, '_', '$', '-'; at most {max})", self.user),
+                format!(
+                    "{:?} is not a user name (letters, digits, '_', '$', '-'; at most {max})",
+                    self.user
+                ),
             );
         }
         if let Some(database) = &self.database
             && (!IDENTIFIER.is_match(database) || database.len() > 63)
         {
-            errors.push("spec.database", format!("{database:?} is not a database name"));
+            errors.push(
+                "spec.database",
+                format!("{database:?} is not a database name"),
+            );
         }
         if self.database.is_none() {
             if self.create_database {
                 errors.push("spec.createDatabase", "needs spec.database");
             }
             if !self.privileges.is_empty() {
-                errors.push("spec.privileges", "privileges are granted on spec.database; set it");
+                errors.push(
+                    "spec.privileges",
+                    "privileges are granted on spec.database; set it",
+                );
             }
         }
         for (i, privilege) in self.privileges.iter().enumerate() {
             if !PRIVILEGE.is_match(privilege) {
-                errors.push(format!("spec.privileges[{i}]"), format!("{privilege:?} is not a privilege"));
+                errors.push(
+                    format!("spec.privileges[{i}]"),
+                    format!("{privilege:?} is not a privilege"),
+                );
             }
         }
         errors.name("spec.passwordSecret", &self.password_secret);
@@ -231,7 +250,10 @@ impl DatabaseUserSpec {
         if let Some(connection) = &self.connection_secret {
             errors.name("spec.connectionSecret.name", &connection.name);
             if connection.name == self.password_secret {
-                errors.push("spec.connectionSecret.name", "must differ from spec.passwordSecret");
+                errors.push(
+                    "spec.connectionSecret.name",
+                    "must differ from spec.passwordSecret",
+                );
             }
             match parse_template(&connection.template) {
                 Err(message) => errors.push("spec.connectionSecret.template", message),
@@ -240,7 +262,10 @@ impl DatabaseUserSpec {
                         .iter()
                         .any(|piece| matches!(piece, Piece::Placeholder("database")));
                     if uses_database && self.database.is_none() {
-                        errors.push("spec.connectionSecret.template", "uses {{database}} but spec.database is not set");
+                        errors.push(
+                            "spec.connectionSecret.template",
+                            "uses {{database}} but spec.database is not set",
+                        );
                     }
                 }
             }
@@ -258,7 +283,9 @@ mod tests {
             "server": {"host": "db", "adminUser": "postgres", "adminPasswordSecret": "pg_admin"},
             "user": "app", "database": "app", "passwordSecret": "app_password"
         });
-        base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         serde_json::from_value(base).unwrap()
     }
 
@@ -286,7 +313,13 @@ mod tests {
         };
         let password = SecretValue::from("pw");
         let rendered = connection
-            .render(&TemplateValues { user: "u", password: &password, host: "db", port: 5432, database: "d" })
+            .render(&TemplateValues {
+                user: "u",
+                password: &password,
+                host: "db",
+                port: 5432,
+                database: "d",
+            })
             .unwrap();
         assert_eq!(rendered.expose_str(), Some("postgres://u:pw@db:5432/d"));
 
@@ -295,12 +328,17 @@ mod tests {
         }));
         assert_eq!(
             errors_of(&bad),
-            ["spec.connectionSecret.template: unknown placeholder {{secret}} (known: user, password, host, port, database)"]
+            [
+                "spec.connectionSecret.template: unknown placeholder {{secret}} (known: user, password, host, port, database)"
+            ]
         );
         let unclosed = spec(serde_json::json!({
             "connectionSecret": {"name": "uri", "template": "{{user"}
         }));
-        assert_eq!(errors_of(&unclosed), ["spec.connectionSecret.template: unclosed \"{{\""]);
+        assert_eq!(
+            errors_of(&unclosed),
+            ["spec.connectionSecret.template: unclosed \"{{\""]
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 ///
 /// # Errors
 /// A malformed reference, or a required variable (`${VAR?err}`) that is unset.
-pub fn interpolate_str(input: &str, env: Env<'_>, unset: &mut Vec<String>) -> Result<String, String> {
+pub fn interpolate_str(
+    input: &str,
+    env: Env<'_>,
+    unset: &mut Vec<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(dollar) = rest.find('$') {
@@ -28,8 +32,9 @@ pub fn interpolate_str(input: &str, env: Env<'_>, unset: &mut Vec<String>) -> Re
             out.push('$');
             rest = tail;
         } else if let Some(body_and_tail) = after.strip_prefix('{') {
-            let end = closing_brace(body_and_tail)
-                .ok_or_else(|| format!("invalid interpolation format in {input:?}: unclosed \"${{\""))?;
+            let end = closing_brace(body_and_tail).ok_or_else(|| {
+                format!("invalid interpolation format in {input:?}: unclosed \"${{\"")
+            })?;
             out.push_str(&expand_braced(&body_and_tail[..end], input, env, unset)?);
             rest = &body_and_tail[end + 1..];
         } else {
@@ -79,7 +84,10 @@ pub fn interpolate_value(
 /// The length of the variable name at the start of `text` (0 when there is none).
 fn name_len(text: &str) -> usize {
     let bytes = text.as_bytes();
-    if !bytes.first().is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
+    if !bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+    {
         return 0;
     }
     bytes
@@ -112,7 +120,12 @@ fn lookup_or_blank(name: &str, env: Env<'_>, unset: &mut Vec<String>) -> String 
 }
 
 /// Expands the inside of `${...}`.
-fn expand_braced(body: &str, input: &str, env: Env<'_>, unset: &mut Vec<String>) -> Result<String, String> {
+fn expand_braced(
+    body: &str,
+    input: &str,
+    env: Env<'_>,
+    unset: &mut Vec<String>,
+) -> Result<String, String> {
     let len = name_len(body);
     let (name, operator) = body.split_at(len);
     let invalid = || format!("invalid interpolation format in {input:?}: \"${{{body}}}\"");
@@ -139,7 +152,9 @@ fn expand_braced(body: &str, input: &str, env: Env<'_>, unset: &mut Vec<String>)
         Some('?') if is_set => Ok(value.unwrap_or_default()),
         Some('?') => {
             let message = interpolate_str(word, env, unset)?;
-            Err(format!("required variable {name} is missing a value: {message}"))
+            Err(format!(
+                "required variable {name} is missing a value: {message}"
+            ))
         }
         _ => Err(invalid()),
     }
@@ -194,14 +209,35 @@ mod tests {
     #[test]
     fn error_table() {
         for (input, expected) in [
-            ("${MISSING:?set MISSING}", "required variable MISSING is missing a value: set MISSING"),
-            ("${EMPTY:?no}", "required variable EMPTY is missing a value: no"),
-            ("${MISSING?}", "required variable MISSING is missing a value: "),
-            ("${TAG", "invalid interpolation format in \"${TAG\": unclosed \"${\""),
+            (
+                "${MISSING:?set MISSING}",
+                "required variable MISSING is missing a value: set MISSING",
+            ),
+            (
+                "${EMPTY:?no}",
+                "required variable EMPTY is missing a value: no",
+            ),
+            (
+                "${MISSING?}",
+                "required variable MISSING is missing a value: ",
+            ),
+            (
+                "${TAG",
+                "invalid interpolation format in \"${TAG\": unclosed \"${\"",
+            ),
             ("${}", "invalid interpolation format in \"${}\": \"${}\""),
-            ("${TAG%x}", "invalid interpolation format in \"${TAG%x}\": \"${TAG%x}\""),
-            ("$(date)", "invalid interpolation format in \"$(date)\": \"$\" must be followed by a variable name, \"{\" or \"$\" (write \"$$\" for a literal \"$\")"),
-            ("trailing $", "invalid interpolation format in \"trailing $\": \"$\" must be followed by a variable name, \"{\" or \"$\" (write \"$$\" for a literal \"$\")"),
+            (
+                "${TAG%x}",
+                "invalid interpolation format in \"${TAG%x}\": \"${TAG%x}\"",
+            ),
+            (
+                "$(date)",
+                "invalid interpolation format in \"$(date)\": \"$\" must be followed by a variable name, \"{\" or \"$\" (write \"$$\" for a literal \"$\")",
+            ),
+            (
+                "trailing $",
+                "invalid interpolation format in \"trailing $\": \"$\" must be followed by a variable name, \"{\" or \"$\" (write \"$$\" for a literal \"$\")",
+            ),
         ] {
             assert_eq!(run(input), Err(expected.to_owned()), "{input}");
         }
@@ -215,7 +251,10 @@ mod tests {
         let (mut errors, mut unset) = (Vec::new(), Vec::new());
         interpolate_value(&mut value, "spec.compose", &env, &mut errors, &mut unset);
         assert_eq!(value["services"]["web"]["image"], "app:1.2");
-        assert!(value["services"]["web"].get("${KEY}").is_some(), "keys are not interpolated");
+        assert!(
+            value["services"]["web"].get("${KEY}").is_some(),
+            "keys are not interpolated"
+        );
         assert_eq!(
             errors,
             [FieldError::new(

@@ -66,7 +66,9 @@ impl fmt::Display for Kind {
 
 /// A name that is not a kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown kind {0:?} (expected one of Stack, Network, Node, Secret, DatabaseUser, Registry, BackupJob)")]
+#[error(
+    "unknown kind {0:?} (expected one of Stack, Network, Node, Secret, DatabaseUser, Registry, BackupJob)"
+)]
 pub struct UnknownKind(pub String);
 
 /// Parses a kind as the command line allows: any case, singular or plural
@@ -77,7 +79,9 @@ impl FromStr for Kind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Kind::ALL
             .into_iter()
-            .find(|kind| s.eq_ignore_ascii_case(kind.as_str()) || s.eq_ignore_ascii_case(kind.plural()))
+            .find(|kind| {
+                s.eq_ignore_ascii_case(kind.as_str()) || s.eq_ignore_ascii_case(kind.plural())
+            })
             .ok_or_else(|| UnknownKind(s.to_owned()))
     }
 }
@@ -103,7 +107,10 @@ mod tests {
         ] {
             assert_eq!(text.parse::<Kind>(), Ok(kind), "{text}");
         }
-        assert_eq!("registrys".parse::<Kind>(), Err(UnknownKind("registrys".into())));
+        assert_eq!(
+            "registrys".parse::<Kind>(),
+            Err(UnknownKind("registrys".into()))
+        );
         assert!("".parse::<Kind>().is_err());
     }
 

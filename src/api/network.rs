@@ -61,9 +61,10 @@ impl NetworkSpec {
             match gateway.parse::<IpAddr>() {
                 Err(_) => errors.push("spec.gateway", format!("{gateway:?} is not an IP address")),
                 Ok(ip) => match subnet {
-                    Some(net) if !net.contains(ip) => {
-                        errors.push("spec.gateway", format!("{gateway} is not inside the subnet"))
-                    }
+                    Some(net) if !net.contains(ip) => errors.push(
+                        "spec.gateway",
+                        format!("{gateway} is not inside the subnet"),
+                    ),
                     None if self.subnet.is_none() => {
                         errors.push("spec.gateway", "needs spec.subnet")
                     }
@@ -108,10 +109,12 @@ mod tests {
 
     #[test]
     fn addresses_are_checked_against_the_subnet() {
-        assert!(errors_of(serde_json::json!({
-            "subnet": "10.20.0.0/16", "gateway": "10.20.0.1", "ipRange": "10.20.4.0/24"
-        }))
-        .is_empty());
+        assert!(
+            errors_of(serde_json::json!({
+                "subnet": "10.20.0.0/16", "gateway": "10.20.0.1", "ipRange": "10.20.4.0/24"
+            }))
+            .is_empty()
+        );
         assert_eq!(
             errors_of(serde_json::json!({
                 "subnet": "10.20.0.0/16", "gateway": "10.21.0.1", "ipRange": "10.0.0.0/8"

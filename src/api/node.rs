@@ -56,6 +56,8 @@ mod tests {
             serde_json::from_value(serde_json::json!({"availability": "drain"})).unwrap();
         assert_eq!(spec.availability, Some(Availability::Drain));
         assert_eq!(Availability::Drain.as_str(), "drain");
-        assert!(serde_json::from_value::<NodeSpec>(serde_json::json!({"availability": "off"})).is_err());
+        assert!(
+            serde_json::from_value::<NodeSpec>(serde_json::json!({"availability": "off"})).is_err()
+        );
     }
 }

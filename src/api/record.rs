@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::FieldError;
 use super::backup_job::BackupJobSpec;
 use super::database_user::DatabaseUserSpec;
 use super::kind::Kind;
@@ -16,7 +17,6 @@ use super::registry::RegistrySpec;
 use super::rules::{Errors, NAME_PATTERN};
 use super::secret::SecretSpec;
 use super::stack::StackSpec;
-use super::FieldError;
 
 /// The only API version this build reads and writes.
 pub const API_VERSION: &str = "swarmkeeper.dev/v1alpha1";
@@ -160,7 +160,10 @@ impl Record {
         if let Some(version) = &api_version
             && version != API_VERSION
         {
-            errors.push("apiVersion", format!("unsupported apiVersion {version:?} (expected {API_VERSION:?})"));
+            errors.push(
+                "apiVersion",
+                format!("unsupported apiVersion {version:?} (expected {API_VERSION:?})"),
+            );
         }
         let kind = take_string(&mut object, "kind", &mut errors).and_then(|kind| {
             serde_json::from_value::<Kind>(Value::String(kind.clone()))
@@ -180,21 +183,30 @@ impl Record {
             Some(value) => serde_path_to_error::deserialize::<_, Metadata>(value)
                 .map_err(|err| {
                     let path = err.path().to_string();
-                    let path = if path == "." { "metadata".to_owned() } else { format!("metadata.{path}") };
+                    let path = if path == "." {
+                        "metadata".to_owned()
+                    } else {
+                        format!("metadata.{path}")
+                    };
                     errors.push(path, err.into_inner().to_string());
                 })
                 .ok(),
         };
         let spec_value = object.remove("spec");
         for unknown in object.keys() {
-            errors.push(unknown.clone(), "unknown field (expected apiVersion, kind, metadata, spec)");
+            errors.push(
+                unknown.clone(),
+                "unknown field (expected apiVersion, kind, metadata, spec)",
+            );
         }
         let spec = match (kind, spec_value) {
             (_, None) => {
                 errors.push("spec", "missing field");
                 None
             }
-            (Some(kind), Some(value)) => Spec::from_value(kind, value).map_err(|err| errors.0.push(err)).ok(),
+            (Some(kind), Some(value)) => Spec::from_value(kind, value)
+                .map_err(|err| errors.0.push(err))
+                .ok(),
             (None, Some(_)) => None,
         };
         match (api_version, metadata, spec) {
@@ -206,7 +218,11 @@ impl Record {
                     spec,
                 };
                 let problems = record.validate();
-                if problems.is_empty() { Ok(record) } else { Err(problems) }
+                if problems.is_empty() {
+                    Ok(record)
+                } else {
+                    Err(problems)
+                }
             }
             (_, Some(metadata), _) => {
                 // Report the name's problems alongside the envelope's, in one pass.
@@ -231,10 +247,19 @@ impl Record {
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = Errors::default();
         if self.api_version != API_VERSION {
-            errors.push("apiVersion", format!("unsupported apiVersion {:?} (expected {API_VERSION:?})", self.api_version));
+            errors.push(
+                "apiVersion",
+                format!(
+                    "unsupported apiVersion {:?} (expected {API_VERSION:?})",
+                    self.api_version
+                ),
+            );
         }
         if self.kind != self.spec.kind() {
-            errors.push("kind", format!("a {} record has a {} spec", self.kind, self.spec.kind()));
+            errors.push(
+                "kind",
+                format!("a {} record has a {} spec", self.kind, self.spec.kind()),
+            );
         }
         errors.name("metadata.name", &self.metadata.name);
         self.spec.validate(&mut errors);
@@ -242,7 +267,11 @@ impl Record {
     }
 }
 
-fn take_string(object: &mut Map<String, Value>, field: &str, errors: &mut Errors) -> Option<String> {
+fn take_string(
+    object: &mut Map<String, Value>,
+    field: &str,
+    errors: &mut Errors,
+) -> Option<String> {
     match object.remove(field) {
         Some(Value::String(text)) => Some(text),
         None => {
@@ -304,14 +333,22 @@ mod tests {
         assert_eq!(record.to_value(), value);
         let text = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), record);
-        let keys: Vec<_> = record.to_value().as_object().unwrap().keys().cloned().collect();
+        let keys: Vec<_> = record
+            .to_value()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         assert_eq!(keys, ["apiVersion", "kind", "metadata", "spec"]);
     }
 
     #[test]
     fn envelope_problems_are_all_reported() {
         assert_eq!(
-            messages(json!({"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "Bad Name"}, "spec": {}, "extra": 1})),
+            messages(
+                json!({"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "Bad Name"}, "spec": {}, "extra": 1})
+            ),
             [
                 "apiVersion: unsupported apiVersion \"v1\" (expected \"swarmkeeper.dev/v1alpha1\")",
                 "kind: unknown kind \"Widget\" (expected one of Stack, Network, Node, Secret, DatabaseUser, Registry, BackupJob)",
@@ -334,24 +371,40 @@ mod tests {
         );
         let unknown = messages(network(json!({"atachable": true})));
         assert_eq!(unknown.len(), 1);
-        assert!(unknown[0].starts_with("spec.atachable: unknown field `atachable`"), "{unknown:?}");
+        assert!(
+            unknown[0].starts_with("spec.atachable: unknown field `atachable`"),
+            "{unknown:?}"
+        );
         let port = json!({
             "apiVersion": API_VERSION, "kind": "DatabaseUser", "metadata": {"name": "u"},
             "spec": {"engine": "postgres", "server": {"host": "db", "port": "x", "adminUser": "a",
                      "adminPasswordSecret": "s"}, "user": "u", "passwordSecret": "p"}
         });
-        assert_eq!(messages(port), ["spec.server.port: invalid type: string \"x\", expected u16"]);
         assert_eq!(
-            messages(json!({"apiVersion": API_VERSION, "kind": "Node", "metadata": {"name": "n", "lables": {}}, "spec": {}})),
-            ["metadata.lables: unknown field `lables`, expected one of `name`, `labels`, `annotations`"]
+            messages(port),
+            ["spec.server.port: invalid type: string \"x\", expected u16"]
+        );
+        assert_eq!(
+            messages(
+                json!({"apiVersion": API_VERSION, "kind": "Node", "metadata": {"name": "n", "lables": {}}, "spec": {}})
+            ),
+            [
+                "metadata.lables: unknown field `lables`, expected one of `name`, `labels`, `annotations`"
+            ]
         );
     }
 
     #[test]
     fn validate_catches_a_kind_spec_mismatch() {
-        let mut record = Record::new(Metadata::named("n"), Spec::Node(serde_json::from_value(json!({})).unwrap()));
+        let mut record = Record::new(
+            Metadata::named("n"),
+            Spec::Node(serde_json::from_value(json!({})).unwrap()),
+        );
         assert!(record.validate().is_empty());
         record.kind = Kind::Stack;
-        assert_eq!(record.validate(), [FieldError::new("kind", "a Stack record has a Node spec")]);
+        assert_eq!(
+            record.validate(),
+            [FieldError::new("kind", "a Stack record has a Node spec")]
+        );
     }
 }

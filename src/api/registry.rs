@@ -88,7 +88,8 @@ pub struct Credentials {
 fn check_address(address: &str) -> Result<(), String> {
     let (host, port) = if let Some(rest) = address.strip_prefix('[') {
         let (ip, after) = rest.split_once(']').ok_or("unclosed '['")?;
-        ip.parse::<Ipv6Addr>().map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+        ip.parse::<Ipv6Addr>()
+            .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
         let port = match after {
             "" => None,
             _ => Some(after.strip_prefix(':').ok_or("expected ':' after ']'")?),
@@ -128,12 +129,24 @@ impl RegistrySpec {
             }
             deploy.placement.validate("spec.deploy.placement", errors);
             for (i, user) in deploy.users.iter().enumerate() {
-                if user.name.is_empty() || user.name.contains(':') || user.name.chars().any(char::is_whitespace) {
-                    errors.push(format!("spec.deploy.users[{i}].name"), "must be non-empty, without ':' or whitespace");
+                if user.name.is_empty()
+                    || user.name.contains(':')
+                    || user.name.chars().any(char::is_whitespace)
+                {
+                    errors.push(
+                        format!("spec.deploy.users[{i}].name"),
+                        "must be non-empty, without ':' or whitespace",
+                    );
                 }
-                errors.name(&format!("spec.deploy.users[{i}].passwordSecret"), &user.password_secret);
+                errors.name(
+                    &format!("spec.deploy.users[{i}].passwordSecret"),
+                    &user.password_secret,
+                );
             }
-            errors.unique("spec.deploy.users", deploy.users.iter().map(|u| u.name.as_str()));
+            errors.unique(
+                "spec.deploy.users",
+                deploy.users.iter().map(|u| u.name.as_str()),
+            );
             if let Some(tls) = &deploy.tls {
                 errors.name("spec.deploy.tls.certificateSecret", &tls.certificate_secret);
                 errors.name("spec.deploy.tls.keySecret", &tls.key_secret);
@@ -142,12 +155,18 @@ impl RegistrySpec {
                 && !deploy.users.is_empty()
                 && !deploy.users.iter().any(|u| u.name == credentials.username)
             {
-                errors.push("spec.credentials.username", format!("{:?} is not one of spec.deploy.users", credentials.username));
+                errors.push(
+                    "spec.credentials.username",
+                    format!("{:?} is not one of spec.deploy.users", credentials.username),
+                );
             }
         }
         if let Some(credentials) = &self.credentials {
             errors.not_empty("spec.credentials.username", &credentials.username);
-            errors.name("spec.credentials.passwordSecret", &credentials.password_secret);
+            errors.name(
+                "spec.credentials.passwordSecret",
+                &credentials.password_secret,
+            );
         }
     }
 }
@@ -158,10 +177,24 @@ mod tests {
 
     #[test]
     fn addresses() {
-        for good in ["127.0.0.1:5000", "registry.example.com", "reg:443", "[::1]:5000", "[fd00::1]"] {
+        for good in [
+            "127.0.0.1:5000",
+            "registry.example.com",
+            "reg:443",
+            "[::1]:5000",
+            "[fd00::1]",
+        ] {
             assert_eq!(check_address(good), Ok(()), "{good}");
         }
-        for bad in ["", "reg:0", "reg:x", "http://reg", "reg/x:5000", "[::1", "[zz]:5000"] {
+        for bad in [
+            "",
+            "reg:0",
+            "reg:x",
+            "http://reg",
+            "reg/x:5000",
+            "[::1",
+            "[zz]:5000",
+        ] {
             assert!(check_address(bad).is_err(), "{bad}");
         }
     }

@@ -64,7 +64,10 @@ impl Errors {
     /// An environment variable name.
     pub fn env_name(&mut self, path: &str, name: &str) {
         if !ENV_NAME.is_match(name) {
-            self.push(path, format!("{name:?} is not a valid environment variable name"));
+            self.push(
+                path,
+                format!("{name:?} is not a valid environment variable name"),
+            );
         }
     }
 
@@ -117,11 +120,15 @@ impl Cidr {
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self.addr, addr) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -145,7 +152,11 @@ mod tests {
         assert!(!net.contains("10.11.0.1".parse().unwrap()));
         assert!(net.covers(&Cidr::parse("10.10.8.0/24").unwrap()));
         assert!(!net.covers(&Cidr::parse("10.0.0.0/8").unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("1.2.3.4".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
         let v6 = Cidr::parse("fd00::/64").unwrap();
         assert!(v6.contains("fd00::1".parse().unwrap()));
         assert!(!v6.contains("10.0.0.1".parse().unwrap()));

@@ -63,7 +63,8 @@ fn rendered() -> Vec<(String, String)> {
     Kind::ALL
         .into_iter()
         .map(|kind| {
-            let text = serde_json::to_string_pretty(&schema_for(kind)).expect("a schema serializes");
+            let text =
+                serde_json::to_string_pretty(&schema_for(kind)).expect("a schema serializes");
             (format!("{}.json", file_stem(kind)), text + "\n")
         })
         .collect()
@@ -92,6 +93,10 @@ mod tests {
     #[test]
     fn committed_crds_are_current() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        // `UPDATE_CRDS=1 cargo test committed_crds` regenerates them, as the CLI would.
+        if std::env::var_os("UPDATE_CRDS").is_some() {
+            write_all(&dir).unwrap();
+        }
         for (name, text) in rendered() {
             let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
             assert!(
@@ -108,7 +113,10 @@ mod tests {
         assert_eq!(schema["properties"]["apiVersion"]["const"], API_VERSION);
         let text = schema.to_string();
         assert!(text.contains("adminPasswordSecret"), "camelCase fields");
-        assert!(text.contains("\"pattern\":\"^[a-z0-9][a-z0-9_.-]{0,62}$\""), "name rule");
+        assert!(
+            text.contains("\"pattern\":\"^[a-z0-9][a-z0-9_.-]{0,62}$\""),
+            "name rule"
+        );
     }
 
     #[test]

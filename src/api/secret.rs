@@ -144,8 +144,14 @@ mod tests {
     fn exactly_one_source() {
         assert!(errors_of(serde_json::json!({"generate": {"length": 32}})).is_empty());
         assert!(errors_of(serde_json::json!({"value": {"literal": "x"}})).is_empty());
-        assert!(errors_of(serde_json::json!({"value": {"sealed": true, "digest": "sha256:00"}})).is_empty());
-        assert_eq!(errors_of(serde_json::json!({})), ["spec: set one of generate or value"]);
+        assert!(
+            errors_of(serde_json::json!({"value": {"sealed": true, "digest": "sha256:00"}}))
+                .is_empty()
+        );
+        assert_eq!(
+            errors_of(serde_json::json!({})),
+            ["spec: set one of generate or value"]
+        );
         assert_eq!(
             errors_of(serde_json::json!({"generate": {"length": 8}, "value": {"file": "a"}})),
             ["spec: set either generate or value, not both"]
@@ -163,14 +169,20 @@ mod tests {
     #[test]
     fn debug_never_shows_a_literal() {
         let spec: SecretSpec =
-            serde_json::from_value(serde_json::json!({"value": {"literal": "canary-7781"}})).unwrap();
+            serde_json::from_value(serde_json::json!({"value": {"literal": "canary-7781"}}))
+                .unwrap();
         assert!(!format!("{spec:?}").contains("canary-7781"));
     }
 
     #[test]
     fn alphabets_have_no_quotes_or_spaces() {
         for charset in [Charset::Alnum, Charset::Hex, Charset::Printable] {
-            assert!(charset.alphabet().iter().all(|c| c.is_ascii_graphic() && !b"'\"\\`".contains(c)));
+            assert!(
+                charset
+                    .alphabet()
+                    .iter()
+                    .all(|c| c.is_ascii_graphic() && !b"'\"\\`".contains(c))
+            );
         }
     }
 }

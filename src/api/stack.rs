@@ -22,7 +22,9 @@ impl StackSpec {
         match (&self.compose, &self.compose_file) {
             (Some(compose), None) => errors.0.extend(compose.validate("spec.compose")),
             (None, Some(file)) => errors.not_empty("spec.composeFile", file),
-            (Some(_), Some(_)) => errors.push("spec", "set either compose or composeFile, not both"),
+            (Some(_), Some(_)) => {
+                errors.push("spec", "set either compose or composeFile, not both")
+            }
             (None, None) => errors.push("spec", "set one of compose or composeFile"),
         }
     }

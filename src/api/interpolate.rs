@@ -142,9 +142,9 @@ fn expand_braced(
         None => (false, operator),
     };
     let is_set = value.as_deref().is_some_and(|v| !(strict && v.is_empty()));
-    let mut chars = op.chars();
-    let word = chars.as_str().get(1..).unwrap_or_default();
-    match chars.next() {
+    // Operators are ASCII, so a non-ASCII first character leaves no word and is rejected below.
+    let word = op.get(1..).unwrap_or_default();
+    match op.chars().next() {
         Some('-') if is_set => Ok(value.unwrap_or_default()),
         Some('-') => interpolate_str(word, env, unset),
         Some('+') if is_set => interpolate_str(word, env, unset),

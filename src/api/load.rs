@@ -20,6 +20,8 @@ use super::secret_value::SecretValue;
 
 /// Files larger than this are rejected before they are parsed.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Swarm refuses secrets and configs larger than this (`MaxSecretSize`, `MaxConfigSize`).
+const MAX_SWARM_OBJECT_BYTES: usize = 500 * 1024;
 /// Deepest nesting of mappings and sequences accepted.
 const MAX_DEPTH: usize = 64;
 
@@ -200,9 +202,24 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Reads the content of a swarm secret or config, which the swarm caps at 500 KiB.
+fn read_swarm_object(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = read_limited(path)?;
+    if bytes.len() > MAX_SWARM_OBJECT_BYTES {
+        return Err(format!(
+            "{} is larger than 500 KiB, the swarm's limit for a secret or config",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
 fn read_text(path: &Path) -> Result<String, String> {
-    String::from_utf8(read_limited(path)?)
-        .map_err(|_| format!("{} is not UTF-8 text", path.display()))
+    utf8(path, read_limited(path)?)
+}
+
+fn utf8(path: &Path, bytes: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
 fn yaml_options() -> serde_saphyr::Options {
@@ -348,7 +365,7 @@ fn seal(value: &mut SecretSource, folder: &Path) -> Result<SecretValue, FieldErr
     let material = match (value.literal.take(), value.file.take()) {
         (Some(literal), None) => literal,
         (None, Some(file)) => SecretValue::new(
-            read_limited(&folder.join(&file))
+            read_swarm_object(&folder.join(&file))
                 .map_err(|message| FieldError::new("spec.value.file", message))?,
         ),
         _ => {
@@ -432,7 +449,8 @@ impl StackLoader<'_, '_> {
         let Some(Value::String(file)) = config.get("file") else {
             return;
         };
-        match read_text(&base.join(file)) {
+        let path = base.join(file);
+        match read_swarm_object(&path).and_then(|bytes| utf8(&path, bytes)) {
             Ok(content) => {
                 config.remove("file");
                 config.insert("content".to_owned(), Value::String(content));
@@ -451,7 +469,7 @@ impl StackLoader<'_, '_> {
         let Some(Value::String(file)) = secret.get("file") else {
             return;
         };
-        match read_limited(&base.join(file)) {
+        match read_swarm_object(&base.join(file)) {
             Ok(bytes) => {
                 let store_key = format!("stack:{}:{name}", self.stack);
                 secret.remove("file");
@@ -699,6 +717,19 @@ mod tests {
         assert!(
             err.to_string()
                 .ends_with("big.yaml is larger than the 4 MiB limit"),
+            "{err}"
+        );
+        let secret = folder(&[(
+            "s.yaml",
+            "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Secret\nmetadata: {name: s}\nspec:\n  value: {file: big.bin}\n",
+        )]);
+        std::fs::write(secret.path().join("big.bin"), vec![b'x'; 600 * 1024]).unwrap();
+        let err = load_one(&secret.path().join("s.yaml")).unwrap_err();
+        assert!(
+            err.to_string().contains("(Secret/s): spec.value.file: ")
+                && err.to_string().ends_with(
+                    "big.bin is larger than 500 KiB, the swarm's limit for a secret or config"
+                ),
             "{err}"
         );
     }

@@ -3,8 +3,32 @@
 //! Shared contract (other modules rely on these names):
 //! - [`FieldError`]: one validation problem at a field path.
 //! - `compose::ComposeFile`: the compose file a Stack carries (owned by `compose.rs`).
+//! - [`Record`], [`Kind`], [`Spec`], [`Metadata`]: a record and its envelope; its JSON form
+//!   (`Record::to_value`) is what etcd holds.
+//! - [`load::load_paths`]: records from files and folders, with their secret material.
+//! - [`schema::schema_for`] / [`schema::write_all`]: the `crds/` JSON Schemas.
 
+pub mod backup_job;
 pub mod compose;
+pub mod database_user;
+pub mod interpolate;
+mod kind;
+pub mod load;
+pub mod network;
+pub mod node;
+pub mod placement;
+mod record;
+pub mod registry;
+mod rules;
+pub mod schema;
+pub mod secret;
+pub mod secret_value;
+pub mod stack;
+
+pub use kind::{Kind, UnknownKind};
+pub use record::{API_VERSION, Metadata, Record, Spec};
+pub use rules::NAME_PATTERN;
+pub use secret_value::SecretValue;
 
 /// One validation problem, at a dotted field path inside a record
 /// (`spec.compose.services.web.networks[1]`).

@@ -27,7 +27,7 @@ pub mod stack;
 
 pub use kind::{Kind, UnknownKind};
 pub use record::{API_VERSION, Metadata, Record, Spec};
-pub use rules::NAME_PATTERN;
+pub use rules::{NAME_PATTERN, is_valid_name};
 pub use secret_value::SecretValue;
 
 /// One validation problem, at a dotted field path inside a record

@@ -17,6 +17,11 @@ static CONSTRAINT: LazyLock<Regex> =
 static ENV_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
 
+/// Whether `name` follows [`NAME_PATTERN`].
+pub fn is_valid_name(name: &str) -> bool {
+    NAME.is_match(name)
+}
+
 /// Collects the problems of one record.
 #[derive(Debug, Default)]
 pub(crate) struct Errors(pub Vec<FieldError>);
@@ -28,7 +33,7 @@ impl Errors {
 
     /// A name that follows [`NAME_PATTERN`].
     pub fn name(&mut self, path: &str, name: &str) {
-        if !NAME.is_match(name) {
+        if !is_valid_name(name) {
             self.push(
                 path,
                 format!("{name:?} is not a valid name (lowercase letters, digits, '_', '.', '-'; at most 63; starting with a letter or digit)"),

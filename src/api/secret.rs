@@ -82,7 +82,7 @@ pub struct SecretSource {
     /// Set by `apply`: the value lives in the encrypted secret store under the record's name.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sealed: bool,
-    /// Set by `apply`: `sha256:<hex>` of the sealed value, so a changed value changes the record.
+    /// Set by `apply`: `hmac-sha256:<hex>`, keyed with the operator's key, of the sealed value, so a changed value changes the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
 }

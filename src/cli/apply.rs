@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use crate::api::load::{LoadedRecord, load_paths};
+use serde_json::Value;
+
+use crate::api::load::{LoadedRecord, SECRET_REFERENCE_KEY, load_paths};
 use crate::plan::diff;
 use crate::store::crypto::SecretKey;
 use crate::store::{Expect, PutOutcome, RecordPut, SourceRecord, Store};
@@ -51,11 +53,14 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<LoadedRecord>, Failure> {
 /// The record values to store: secret material replaced by keyed digests, so a
 /// changed secret changes the record (and its generation) without revealing it.
 fn stored_values(
-    loaded: &mut [LoadedRecord],
+    loaded: &[LoadedRecord],
     key: Option<&SecretKey>,
-) -> Result<(), Failure> {
-    for l in loaded.iter_mut() {
+) -> Result<Vec<Value>, Failure> {
+    let mut out = Vec::with_capacity(loaded.len());
+    for l in loaded {
+        let mut value = l.record.to_value();
         if l.secrets.is_empty() {
+            out.push(value);
             continue;
         }
         let Some(key) = key else {
@@ -67,12 +72,40 @@ fn stored_values(
             )));
         };
         for m in &l.secrets {
-            let digest = key.digest(m.value.expose());
-            l.record.set_secret_digest(&m.store_key, &digest);
+            let digest = format!("hmac-sha256:{}", key.digest(m.value.expose()));
+            set_digest(&mut value, &m.store_key, &digest);
+        }
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// Puts `digest` next to the reference to `store_key`: a Secret's
+/// `spec.value.digest`, or an `x-swarmkeeper-digest` beside a compose
+/// secret's `x-swarmkeeper-secret`.
+fn set_digest(value: &mut Value, store_key: &str, digest: &str) {
+    let is_secret_record = value.pointer("/metadata/name").and_then(Value::as_str) == Some(store_key)
+        && value.get("kind").and_then(Value::as_str) == Some("Secret");
+    if is_secret_record {
+        if let Some(v) = value.pointer_mut("/spec/value").and_then(Value::as_object_mut) {
+            v.insert("digest".into(), Value::String(digest.into()));
+        }
+        return;
+    }
+    let secrets = value
+        .pointer_mut("/spec/compose/secrets")
+        .and_then(Value::as_object_mut);
+    for secret in secrets.into_iter().flat_map(|m| m.values_mut()) {
+        if let Some(obj) = secret.as_object_mut()
+            && obj.get(SECRET_REFERENCE_KEY).and_then(Value::as_str) == Some(store_key)
+        {
+            obj.insert(DIGEST_KEY.into(), Value::String(digest.into()));
         }
     }
-    Ok(())
 }
+
+/// Where a compose secret's digest goes; compose accepts `x-` keys.
+const DIGEST_KEY: &str = "x-swarmkeeper-digest";
 
 fn record_id(l: &LoadedRecord) -> String {
     format!("{}/{}", l.record.kind, l.record.metadata.name)
@@ -83,13 +116,16 @@ fn record_id(l: &LoadedRecord) -> String {
 /// # Errors
 /// Invalid records (exit 64, nothing written) or etcd failures (exit 1).
 pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure> {
-    let mut loaded = load(&opts.files)?;
+    let loaded = load(&opts.files)?;
     let key = global.secret_key()?;
-    stored_values(&mut loaded, key.as_ref())?;
-    if let Some(source) = &opts.source {
-        crate::api::validate_name(source).map_err(|m| {
-            Failure::Invalid(format!("error: --source {source:?}: {m}"))
-        })?;
+    let values = stored_values(&loaded, key.as_ref())?;
+    if let Some(source) = &opts.source
+        && !crate::api::is_valid_name(source)
+    {
+        return Err(Failure::Invalid(format!(
+            "error: --source {source:?} is not a valid name ({})",
+            crate::api::NAME_PATTERN
+        )));
     }
     let store = global.store().await?;
     let suffix = if opts.dry_run { " (dry run)" } else { "" };
@@ -110,7 +146,7 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
     };
 
     if opts.dry_run {
-        for l in &loaded {
+        for (l, value) in loaded.iter().zip(&values) {
             let (kind, name) = l.record.key();
             let existing = store
                 .get_record(kind.as_str(), name)
@@ -118,7 +154,7 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
                 .map_err(Failure::error)?;
             let verb = match existing {
                 None => "created",
-                Some(v) if v.value == l.record.to_value() => "unchanged",
+                Some(v) if &v.value == value => "unchanged",
                 Some(_) => "configured",
             };
             println!("{} {verb}{suffix}", record_id(l));
@@ -143,12 +179,13 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
     }
     let puts = loaded
         .iter()
-        .map(|l| {
+        .zip(values)
+        .map(|(l, value)| {
             let (kind, name) = l.record.key();
             RecordPut {
                 kind: kind.as_str().to_string(),
                 name: name.to_string(),
-                value: l.record.to_value(),
+                value,
                 expect: Expect::Any,
             }
         })
@@ -202,14 +239,13 @@ async fn delete_ids(store: &Store, ids: &[String]) -> Result<(), Failure> {
 /// # Errors
 /// Invalid records (exit 64) or etcd failures (exit 1).
 pub async fn diff(global: &GlobalOpts, files: &[PathBuf]) -> Result<u8, Failure> {
-    let mut loaded = load(files)?;
+    let loaded = load(files)?;
     let key = global.secret_key()?;
-    stored_values(&mut loaded, key.as_ref())?;
+    let values = stored_values(&loaded, key.as_ref())?;
     let store = global.store().await?;
     let mut changed = false;
-    for l in &loaded {
+    for (l, desired) in loaded.iter().zip(values) {
         let (kind, name) = l.record.key();
-        let desired = l.record.to_value();
         match store
             .get_record(kind.as_str(), name)
             .await

@@ -1,1 +1,3 @@
-//! plan (to be written).
+//! The pure side of convergence: desired records to swarm objects, and diffs against live state.
+
+pub mod convert;

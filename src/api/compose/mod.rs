@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub use units::{parse_cpus, parse_go_duration, parse_ram_bytes};
+pub use validate::parse_restart;
 pub use values::{
     BindOptions, ByteSize, Command, Cpus, External, ExternalName, FileRef, FileRefLong, GoDuration,
     ListOrMap, PortEntry, PortLong, PortSpec, ScalarMap, ServiceNetwork, ServiceNetworks,
@@ -564,6 +565,28 @@ pub enum FailureAction {
 pub enum UpdateOrder {
     StartFirst,
     StopFirst,
+}
+
+/// The spelling of a compose enum, which is also the Docker API's spelling.
+macro_rules! compose_names {
+    ($($ty:ident { $($variant:ident => $name:literal),+ $(,)? })+) => {
+        $(impl $ty {
+            /// The value as written in compose and sent to Docker.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),+
+                }
+            }
+        })+
+    };
+}
+
+compose_names! {
+    DeployMode { Replicated => "replicated", Global => "global", ReplicatedJob => "replicated-job", GlobalJob => "global-job" }
+    EndpointMode { Vip => "vip", Dnsrr => "dnsrr" }
+    RestartCondition { None => "none", OnFailure => "on-failure", Any => "any" }
+    FailureAction { Continue => "continue", Pause => "pause", Rollback => "rollback" }
+    UpdateOrder { StartFirst => "start-first", StopFirst => "stop-first" }
 }
 
 /// A top-level network.
@@ -1154,6 +1177,28 @@ configs:
                 "services.job.restart",
             ]
         );
+    }
+
+    #[test]
+    fn enum_names_match_their_serde_spelling() {
+        for mode in [
+            DeployMode::Replicated,
+            DeployMode::Global,
+            DeployMode::ReplicatedJob,
+            DeployMode::GlobalJob,
+        ] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+        for order in [UpdateOrder::StartFirst, UpdateOrder::StopFirst] {
+            assert_eq!(serde_json::to_value(order).unwrap(), order.as_str());
+        }
+        for condition in [
+            RestartCondition::None,
+            RestartCondition::OnFailure,
+            RestartCondition::Any,
+        ] {
+            assert_eq!(serde_json::to_value(condition).unwrap(), condition.as_str());
+        }
     }
 
     #[test]

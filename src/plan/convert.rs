@@ -24,8 +24,8 @@ use bollard::models::{
 use indexmap::IndexMap;
 
 use crate::api::compose::{
-    ComposeFile, DeployMode, External, FileRef, ListOrMap, Service, UpdateConfig, VolumeEntry,
-    parse_restart,
+    Command, ComposeFile, Deploy, DeployMode, External, FileRef, GoDuration, ListOrMap, Service,
+    ServiceNetwork, StringOrList, UpdateConfig, VolumeEntry, parse_restart,
 };
 
 /// The label `docker stack` commands find a stack's objects by.
@@ -418,7 +418,7 @@ fn convert_service(
     let mut labels = stack_labels(stack, deploy.labels.as_ref());
     labels.insert(LABEL_IMAGE.to_owned(), image.clone());
 
-    let container = convert_container(stack, compose, key, service, image)?;
+    let container = convert_container(stack, compose, service, image)?;
     let placement = deploy.placement.clone().unwrap_or_default();
     let task_template = TaskSpec {
         container_spec: Some(container),
@@ -475,13 +475,12 @@ fn convert_service(
 fn convert_container(
     stack: &str,
     compose: &ComposeFile,
-    key: &str,
     service: &Service,
     image: String,
 ) -> Result<TaskSpecContainerSpec, String> {
-    let command = |c: &Option<crate::api::compose::Command>| -> Result<_, String> {
+    let command = |c: &Option<Command>| -> Result<_, String> {
         Ok(c.as_ref()
-            .map(crate::api::compose::Command::to_args)
+            .map(Command::to_args)
             .transpose()?
             .and_then(non_empty))
     };
@@ -630,15 +629,13 @@ fn convert_healthcheck(service: &Service) -> Option<HealthConfig> {
             ..HealthConfig::default()
         });
     }
-    let nanos = |d: &Option<crate::api::compose::GoDuration>| {
-        d.as_ref().map(|d| d.nanos()).and_then(non_zero)
-    };
+    let nanos = |d: &Option<GoDuration>| d.as_ref().map(|d| d.nanos()).and_then(non_zero);
     Some(HealthConfig {
         test: healthcheck.test.as_ref().map(|test| match test {
-            crate::api::compose::StringOrList::One(shell) => {
+            StringOrList::One(shell) => {
                 vec!["CMD-SHELL".to_owned(), shell.clone()]
             }
-            crate::api::compose::StringOrList::Many(list) => list.clone(),
+            StringOrList::Many(list) => list.clone(),
         }),
         interval: nanos(&healthcheck.interval),
         timeout: nanos(&healthcheck.timeout),
@@ -682,7 +679,7 @@ fn convert_restart_policy(service: &Service) -> Result<Option<TaskSpecRestartPol
     }))
 }
 
-fn convert_resources(deploy: &crate::api::compose::Deploy) -> TaskSpecResources {
+fn convert_resources(deploy: &Deploy) -> TaskSpecResources {
     let resources = deploy.resources.clone().unwrap_or_default();
     let limits = resources.limits.map(|l| Limit {
         nano_cpus: l.cpus.as_ref().map(|c| c.nanos()).and_then(non_zero),
@@ -838,12 +835,7 @@ fn convert_service_networks(
         .as_ref()
         .map(|n| n.entries())
         .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| {
-            vec![(
-                DEFAULT_NETWORK.to_owned(),
-                crate::api::compose::ServiceNetwork::default(),
-            )]
-        });
+        .unwrap_or_else(|| vec![(DEFAULT_NETWORK.to_owned(), ServiceNetwork::default())]);
     let mut attachments = Vec::new();
     for (network, options) in entries {
         let def = compose.networks.get(&network);

@@ -1,5 +1,6 @@
 //! The pure diff: desired + live state -> changes; normalisation; the drift report model.
 
+pub mod convert;
 pub mod diff;
 pub mod drift;
 pub mod stack;

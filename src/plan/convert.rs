@@ -1,0 +1,1535 @@
+//! Compose file to swarm objects, producing what `docker stack deploy` creates for the same
+//! file (the docker CLI's `cli/compose/convert` is the reference), as bollard model types.
+//!
+//! Pure: no IO. Secret and config references carry the swarm object's name and no ID; the
+//! controller fills IDs (and versioned names) with [`rename_secret_refs`] and
+//! [`rename_config_refs`] once the objects exist.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use bollard::models::{
+    Driver, EndpointPortConfig, EndpointSpec, GenericResourcesInner,
+    GenericResourcesInnerDiscreteResourceSpec, HealthConfig, Ipam, IpamConfig, Limit, Mount,
+    MountBindOptions, MountTmpfsOptions, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, ResourcesUlimits, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
+    ServiceSpecRollbackConfig, ServiceSpecUpdateConfig, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges,
+    TaskSpecContainerSpecPrivilegesCredentialSpec, TaskSpecContainerSpecSecrets, TaskSpecLogDriver,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy,
+};
+use indexmap::IndexMap;
+
+use crate::api::compose::{
+    Command, ComposeFile, Deploy, DeployMode, External, FileRef, GoDuration, ListOrMap, Service,
+    ServiceNetwork, StringOrList, UpdateConfig, VolumeEntry, parse_restart,
+};
+
+/// The label `docker stack` commands find a stack's objects by.
+pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
+/// The label holding the image as written in the compose file.
+pub const LABEL_IMAGE: &str = "com.docker.stack.image";
+
+/// The network services without `networks:` join, created as `<stack>_default`.
+const DEFAULT_NETWORK: &str = "default";
+/// The driver `docker stack deploy` creates stack networks with when none is named.
+const DEFAULT_NETWORK_DRIVER: &str = "overlay";
+
+/// Why a compose file cannot be converted. `validate` reports all of these earlier; they
+/// surface here only for a record that skipped validation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("service {service}: {message}")]
+    ConvertService { service: String, message: String },
+    #[error("secret {key}: {message}")]
+    ConvertSecret { key: String, message: String },
+    #[error("config {key}: {message}")]
+    ConvertConfig { key: String, message: String },
+}
+
+/// Everything a stack creates, in the order it must be created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackObjects {
+    pub networks: Vec<NetworkObject>,
+    pub secrets: Vec<SecretObject>,
+    pub configs: Vec<ConfigObject>,
+    pub services: Vec<ServiceObject>,
+    /// Objects the stack uses but does not own: they must already exist.
+    pub externals: Externals,
+}
+
+/// Swarm names of external objects the stack's services use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Externals {
+    pub networks: Vec<String>,
+    pub secrets: Vec<String>,
+    pub configs: Vec<String>,
+}
+
+/// A stack network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkObject {
+    /// The key in the compose file.
+    pub key: String,
+    /// The swarm name: `<stack>_<key>`, or `name:`.
+    pub name: String,
+    pub spec: NetworkCreateRequest,
+}
+
+/// Where a secret's or config's bytes come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The bytes themselves (a config's `content`, or the empty data of a driver secret).
+    Content(Vec<u8>),
+    /// The store key of an encrypted value (`x-swarmkeeper-secret`), read by the controller.
+    StoreKey(String),
+}
+
+impl fmt::Debug for SecretSource {
+    /// Never prints the bytes: they may be a secret's.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Content(bytes) => write!(f, "Content(<{} bytes>)", bytes.len()),
+            Self::StoreKey(key) => f.debug_tuple("StoreKey").field(key).finish(),
+        }
+    }
+}
+
+/// A stack secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretObject {
+    /// The key in the compose file.
+    pub key: String,
+    /// The swarm name: `<stack>_<key>`, or `name:`.
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub source: SecretSource,
+    /// A secret driver plugin (`driver:`, `driver_opts:`).
+    pub driver: Option<Driver>,
+    pub templating: Option<Driver>,
+}
+
+/// A stack config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigObject {
+    /// The key in the compose file.
+    pub key: String,
+    /// The swarm name: `<stack>_<key>`, or `name:`.
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub source: SecretSource,
+    pub templating: Option<Driver>,
+}
+
+/// A stack service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceObject {
+    /// The key in the compose file.
+    pub key: String,
+    /// The swarm name: `<stack>_<key>`.
+    pub name: String,
+    pub spec: ServiceSpec,
+}
+
+/// Converts a compose file into the objects `docker stack deploy <stack>` would create.
+///
+/// # Errors
+/// [`ConvertError`] naming the service, secret or config that cannot be converted (an
+/// undefined reference, a malformed port or mount, a `file:` the loader did not inline).
+pub fn convert_stack(stack: &str, compose: &ComposeFile) -> Result<StackObjects, ConvertError> {
+    let mut externals = Externals::default();
+    let networks = convert_networks(stack, compose, &mut externals);
+    let secrets = convert_secrets(stack, compose, &mut externals)?;
+    let configs = convert_configs(stack, compose, &mut externals)?;
+    let services = compose
+        .services
+        .iter()
+        .map(|(key, service)| {
+            convert_service(stack, compose, key, service)
+                .map(|spec| ServiceObject {
+                    key: key.clone(),
+                    name: scope(stack, key),
+                    spec,
+                })
+                .map_err(|message| ConvertError::ConvertService {
+                    service: key.clone(),
+                    message,
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(StackObjects {
+        networks,
+        secrets,
+        configs,
+        services,
+        externals,
+    })
+}
+
+/// Points the service's secret references at new names and IDs: `map` goes from the name in
+/// the spec to `(new name, id)`. References not in `map` are left alone.
+pub fn rename_secret_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String, String)>) {
+    let secrets = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+        .and_then(|c| c.secrets.as_mut());
+    for reference in secrets.into_iter().flatten() {
+        if let Some((name, id)) = reference.secret_name.as_ref().and_then(|n| map.get(n)) {
+            reference.secret_name = Some(name.clone());
+            reference.secret_id = Some(id.clone());
+        }
+    }
+}
+
+/// Points the service's config references at new names and IDs, as [`rename_secret_refs`].
+pub fn rename_config_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String, String)>) {
+    let configs = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+        .and_then(|c| c.configs.as_mut());
+    for reference in configs.into_iter().flatten() {
+        if let Some((name, id)) = reference.config_name.as_ref().and_then(|n| map.get(n)) {
+            reference.config_name = Some(name.clone());
+            reference.config_id = Some(id.clone());
+        }
+    }
+}
+
+fn scope(stack: &str, key: &str) -> String {
+    format!("{stack}_{key}")
+}
+
+/// Labels with the stack's namespace label added, as the CLI's `AddStackLabel`.
+fn stack_labels(stack: &str, labels: Option<&ListOrMap>) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = labels
+        .map(ListOrMap::to_string_map)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    out.insert(LABEL_NAMESPACE.to_owned(), stack.to_owned());
+    out
+}
+
+fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
+    (!items.is_empty()).then_some(items)
+}
+
+fn non_empty_map<K, V>(map: HashMap<K, V>) -> Option<HashMap<K, V>> {
+    (!map.is_empty()).then_some(map)
+}
+
+fn non_empty_str(value: Option<&String>) -> Option<String> {
+    value.filter(|v| !v.is_empty()).cloned()
+}
+
+fn non_zero(value: i64) -> Option<i64> {
+    (value != 0).then_some(value)
+}
+
+fn to_hash_map(map: IndexMap<String, String>) -> HashMap<String, String> {
+    map.into_iter().collect()
+}
+
+/// The swarm name of a top-level object: `name:`, the legacy `external.name`, the bare key
+/// for other external objects, or `<stack>_<key>`.
+fn object_name(
+    stack: &str,
+    key: &str,
+    name: Option<&String>,
+    external: Option<&External>,
+) -> String {
+    let legacy = external.and_then(External::legacy_name);
+    match (name, legacy) {
+        (Some(name), _) => name.clone(),
+        (None, Some(legacy)) => legacy.to_owned(),
+        (None, None) if external.is_some_and(External::is_external) => key.to_owned(),
+        (None, None) => scope(stack, key),
+    }
+}
+
+fn is_external(external: Option<&External>) -> bool {
+    external.is_some_and(External::is_external)
+}
+
+/// The network keys a service joins (`default` when it names none).
+fn service_network_keys(service: &Service) -> Vec<String> {
+    let keys: Vec<String> = service
+        .networks
+        .as_ref()
+        .map(|n| n.entries().into_iter().map(|(k, _)| k).collect())
+        .unwrap_or_default();
+    if keys.is_empty() {
+        vec![DEFAULT_NETWORK.to_owned()]
+    } else {
+        keys
+    }
+}
+
+/// Only the networks some service joins are created, as the CLI does.
+fn convert_networks(
+    stack: &str,
+    compose: &ComposeFile,
+    externals: &mut Externals,
+) -> Vec<NetworkObject> {
+    let used: BTreeSet<String> = compose
+        .services
+        .values()
+        .flat_map(service_network_keys)
+        .collect();
+    let mut networks = Vec::new();
+    for key in used {
+        let def = compose.networks.get(&key).cloned().unwrap_or_default();
+        let name = object_name(stack, &key, def.name.as_ref(), def.external.as_ref());
+        if is_external(def.external.as_ref()) {
+            externals.networks.push(name);
+            continue;
+        }
+        let ipam = def
+            .ipam
+            .as_ref()
+            .filter(|ipam| ipam.driver.is_some() || !ipam.config.is_empty())
+            .map(|ipam| Ipam {
+                driver: ipam.driver.clone(),
+                config: non_empty(
+                    ipam.config
+                        .iter()
+                        .map(|pool| IpamConfig {
+                            subnet: pool.subnet.clone(),
+                            ..IpamConfig::default()
+                        })
+                        .collect(),
+                ),
+                options: None,
+            });
+        let spec = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some(
+                non_empty_str(def.driver.as_ref())
+                    .unwrap_or_else(|| DEFAULT_NETWORK_DRIVER.to_owned()),
+            ),
+            internal: Some(def.internal.unwrap_or(false)),
+            attachable: Some(def.attachable.unwrap_or(false)),
+            ipam,
+            options: def
+                .driver_opts
+                .as_ref()
+                .map(|opts| to_hash_map(opts.to_string_map())),
+            labels: Some(stack_labels(stack, def.labels.as_ref())),
+            ..NetworkCreateRequest::default()
+        };
+        networks.push(NetworkObject { key, name, spec });
+    }
+    networks
+}
+
+fn convert_secrets(
+    stack: &str,
+    compose: &ComposeFile,
+    externals: &mut Externals,
+) -> Result<Vec<SecretObject>, ConvertError> {
+    let mut secrets = Vec::new();
+    for (key, def) in &compose.secrets {
+        let name = object_name(stack, key, def.name.as_ref(), def.external.as_ref());
+        if is_external(def.external.as_ref()) {
+            externals.secrets.push(name);
+            continue;
+        }
+        let driver = def.driver.as_ref().map(|driver| Driver {
+            name: driver.clone(),
+            options: def
+                .driver_opts
+                .as_ref()
+                .map(|o| to_hash_map(o.to_string_map())),
+        });
+        let source = match (&def.store_key, &driver) {
+            (Some(store_key), _) => SecretSource::StoreKey(store_key.clone()),
+            // A driver secret's value comes from the plugin: the CLI sends empty data.
+            (None, Some(_)) => SecretSource::Content(Vec::new()),
+            (None, None) => {
+                return Err(ConvertError::ConvertSecret {
+                    key: key.clone(),
+                    message: "no value: `file:` must be loaded by apply into x-swarmkeeper-secret"
+                        .to_owned(),
+                });
+            }
+        };
+        secrets.push(SecretObject {
+            key: key.clone(),
+            name,
+            labels: stack_labels(stack, def.labels.as_ref()),
+            source,
+            driver,
+            templating: templating(def.template_driver.as_ref()),
+        });
+    }
+    Ok(secrets)
+}
+
+fn templating(driver: Option<&String>) -> Option<Driver> {
+    non_empty_str(driver).map(|name| Driver {
+        name,
+        options: None,
+    })
+}
+
+fn convert_configs(
+    stack: &str,
+    compose: &ComposeFile,
+    externals: &mut Externals,
+) -> Result<Vec<ConfigObject>, ConvertError> {
+    let mut configs = Vec::new();
+    for (key, def) in &compose.configs {
+        let name = object_name(stack, key, def.name.as_ref(), def.external.as_ref());
+        if is_external(def.external.as_ref()) {
+            externals.configs.push(name);
+            continue;
+        }
+        let content = def
+            .content
+            .as_ref()
+            .ok_or_else(|| ConvertError::ConvertConfig {
+                key: key.clone(),
+                message: "no content: `file:` must be loaded by apply into content".to_owned(),
+            })?;
+        configs.push(ConfigObject {
+            key: key.clone(),
+            name,
+            labels: stack_labels(stack, def.labels.as_ref()),
+            source: SecretSource::Content(content.clone().into_bytes()),
+            templating: templating(def.template_driver.as_ref()),
+        });
+    }
+    Ok(configs)
+}
+
+fn convert_service(
+    stack: &str,
+    compose: &ComposeFile,
+    key: &str,
+    service: &Service,
+) -> Result<ServiceSpec, String> {
+    let deploy = service.deploy.clone().unwrap_or_default();
+    let image = service.image.clone().unwrap_or_default();
+    let mut labels = stack_labels(stack, deploy.labels.as_ref());
+    labels.insert(LABEL_IMAGE.to_owned(), image.clone());
+
+    let container = convert_container(stack, compose, service, image)?;
+    let placement = deploy.placement.clone().unwrap_or_default();
+    let task_template = TaskSpec {
+        container_spec: Some(container),
+        resources: Some(convert_resources(&deploy)),
+        restart_policy: convert_restart_policy(service)?,
+        placement: Some(TaskSpecPlacement {
+            constraints: non_empty(placement.constraints),
+            preferences: non_empty(
+                placement
+                    .preferences
+                    .into_iter()
+                    .map(|p| TaskSpecPlacementPreferences {
+                        spread: Some(TaskSpecPlacementSpread {
+                            spread_descriptor: Some(p.spread),
+                        }),
+                    })
+                    .collect(),
+            ),
+            max_replicas: placement
+                .max_replicas_per_node
+                .and_then(|m| i64::try_from(m).ok())
+                .and_then(non_zero),
+            platforms: None,
+        }),
+        networks: Some(convert_service_networks(stack, compose, key, service)?),
+        log_driver: service.logging.as_ref().map(|logging| TaskSpecLogDriver {
+            name: Some(logging.driver.clone().unwrap_or_default()),
+            options: logging
+                .options
+                .as_ref()
+                .map(|o| to_hash_map(o.to_string_map()))
+                .and_then(non_empty_map),
+        }),
+        ..TaskSpec::default()
+    };
+    Ok(ServiceSpec {
+        name: Some(scope(stack, key)),
+        labels: Some(labels),
+        task_template: Some(task_template),
+        mode: Some(convert_mode(deploy.mode, deploy.replicas)?),
+        update_config: deploy.update_config.as_ref().map(update_config),
+        rollback_config: deploy.rollback_config.as_ref().map(rollback_config),
+        networks: None,
+        endpoint_spec: Some(EndpointSpec {
+            mode: deploy
+                .endpoint_mode
+                .map(|m| m.as_str().parse())
+                .transpose()?,
+            ports: non_empty(convert_ports(service)?),
+        }),
+    })
+}
+
+fn convert_container(
+    stack: &str,
+    compose: &ComposeFile,
+    service: &Service,
+    image: String,
+) -> Result<TaskSpecContainerSpec, String> {
+    let command = |c: &Option<Command>| -> Result<_, String> {
+        Ok(c.as_ref()
+            .map(Command::to_args)
+            .transpose()?
+            .and_then(non_empty))
+    };
+    let hosts = match &service.extra_hosts {
+        Some(hosts) => hosts
+            .host_entries()
+            .map_err(|(_, entry)| format!("invalid extra host {entry:?}"))?
+            .into_iter()
+            // SwarmKit's notation: "IP-address hostname".
+            .map(|(host, ip)| format!("{ip} {host}"))
+            .collect(),
+        None => Vec::new(),
+    };
+    let dns = service.dns.as_ref().map(|d| d.to_vec()).unwrap_or_default();
+    let dns_search = service
+        .dns_search
+        .as_ref()
+        .map(|d| d.to_vec())
+        .unwrap_or_default();
+    let dns_config =
+        (!dns.is_empty() || !dns_search.is_empty()).then(|| TaskSpecContainerSpecDnsConfig {
+            nameservers: non_empty(dns),
+            search: non_empty(dns_search),
+            options: None,
+        });
+    let (cap_add, cap_drop) = effective_capabilities(&service.cap_add, &service.cap_drop);
+    let mut ulimits: Vec<ResourcesUlimits> = service
+        .ulimits
+        .iter()
+        .map(|(name, limit)| {
+            let (soft, hard) = limit.limits();
+            ResourcesUlimits {
+                name: Some(name.clone()),
+                soft: Some(soft),
+                hard: Some(hard),
+            }
+        })
+        .collect();
+    ulimits.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(TaskSpecContainerSpec {
+        image: Some(image),
+        labels: Some(stack_labels(stack, service.labels.as_ref())),
+        command: command(&service.entrypoint)?,
+        args: command(&service.command)?,
+        hostname: non_empty_str(service.hostname.as_ref()),
+        env: non_empty(convert_environment(service.environment.as_ref())),
+        dir: non_empty_str(service.working_dir.as_ref()),
+        user: non_empty_str(service.user.as_ref()),
+        privileges: Some(TaskSpecContainerSpecPrivileges {
+            credential_spec: service.credential_spec.as_ref().and_then(|spec| {
+                (spec.file.is_some() || spec.registry.is_some()).then(|| {
+                    TaskSpecContainerSpecPrivilegesCredentialSpec {
+                        file: spec.file.clone(),
+                        registry: spec.registry.clone(),
+                        ..TaskSpecContainerSpecPrivilegesCredentialSpec::default()
+                    }
+                })
+            }),
+            ..TaskSpecContainerSpecPrivileges::default()
+        }),
+        tty: service.tty.filter(|t| *t),
+        open_stdin: service.stdin_open.filter(|t| *t),
+        read_only: service.read_only.filter(|t| *t),
+        mounts: non_empty(
+            service
+                .volumes
+                .iter()
+                .map(|v| convert_mount(stack, compose, v))
+                .collect::<Result<_, _>>()?,
+        ),
+        stop_signal: non_empty_str(service.stop_signal.as_ref()),
+        stop_grace_period: service.stop_grace_period.as_ref().map(|d| d.nanos()),
+        health_check: convert_healthcheck(service),
+        hosts: non_empty(hosts),
+        dns_config,
+        secrets: non_empty(convert_secret_refs(stack, compose, &service.secrets)?),
+        oom_score_adj: service.oom_score_adj.and_then(non_zero),
+        configs: non_empty(convert_config_refs(stack, compose, &service.configs)?),
+        isolation: non_empty_str(service.isolation.as_ref())
+            .map(|i| i.parse())
+            .transpose()?,
+        init: service.init,
+        sysctls: service
+            .sysctls
+            .as_ref()
+            .map(|s| to_hash_map(s.to_string_map()))
+            .and_then(non_empty_map),
+        capability_add: non_empty(cap_add),
+        capability_drop: non_empty(cap_drop),
+        ulimits: non_empty(ulimits),
+        groups: None,
+    })
+}
+
+/// `KEY=VALUE` (or a bare `KEY` for a variable without value), sorted.
+fn convert_environment(environment: Option<&ListOrMap>) -> Vec<String> {
+    let mut env: Vec<String> = environment
+        .map(|e| e.entries('='))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k,
+        })
+        .collect();
+    env.sort();
+    env
+}
+
+/// Capabilities normalised to `CAP_*`, with `ALL` absorbing the rest and an added capability
+/// winning over a dropped one, as the CLI's `EffectiveCapAddCapDrop`.
+fn effective_capabilities(add: &[String], drop: &[String]) -> (Vec<String>, Vec<String>) {
+    fn normalize(caps: &[String]) -> BTreeSet<String> {
+        let set: BTreeSet<String> = caps
+            .iter()
+            .map(|c| {
+                let c = c.trim().to_ascii_uppercase();
+                if c == "ALL" || c == "RESET" || c.starts_with("CAP_") {
+                    c
+                } else {
+                    format!("CAP_{c}")
+                }
+            })
+            .collect();
+        if set.contains("ALL") {
+            BTreeSet::from(["ALL".to_owned()])
+        } else {
+            set
+        }
+    }
+    let (add, drop) = (normalize(add), normalize(drop));
+    let cap_drop = drop
+        .iter()
+        .filter(|c| !add.contains(*c) && *c != "RESET")
+        .cloned()
+        .collect();
+    let cap_add = add.into_iter().filter(|c| c != "RESET").collect();
+    (cap_add, cap_drop)
+}
+
+fn convert_healthcheck(service: &Service) -> Option<HealthConfig> {
+    let healthcheck = service.healthcheck.as_ref()?;
+    if healthcheck.disable == Some(true) {
+        return Some(HealthConfig {
+            test: Some(vec!["NONE".to_owned()]),
+            ..HealthConfig::default()
+        });
+    }
+    let nanos = |d: &Option<GoDuration>| d.as_ref().map(|d| d.nanos()).and_then(non_zero);
+    Some(HealthConfig {
+        test: healthcheck.test.as_ref().map(|test| match test {
+            StringOrList::One(shell) => {
+                vec!["CMD-SHELL".to_owned(), shell.clone()]
+            }
+            StringOrList::Many(list) => list.clone(),
+        }),
+        interval: nanos(&healthcheck.interval),
+        timeout: nanos(&healthcheck.timeout),
+        retries: healthcheck
+            .retries
+            .and_then(|r| i64::try_from(r).ok())
+            .and_then(non_zero),
+        start_period: nanos(&healthcheck.start_period),
+        start_interval: nanos(&healthcheck.start_interval),
+    })
+}
+
+/// `deploy.restart_policy`, else the legacy `restart:` key, as the CLI does.
+fn convert_restart_policy(service: &Service) -> Result<Option<TaskSpecRestartPolicy>, String> {
+    if let Some(policy) = service
+        .deploy
+        .as_ref()
+        .and_then(|d| d.restart_policy.as_ref())
+    {
+        return Ok(Some(TaskSpecRestartPolicy {
+            condition: policy.condition.map(|c| c.as_str().parse()).transpose()?,
+            delay: policy.delay.as_ref().map(|d| d.nanos()),
+            max_attempts: policy.max_attempts.and_then(|m| i64::try_from(m).ok()),
+            window: policy.window.as_ref().map(|d| d.nanos()),
+        }));
+    }
+    let Some(restart) = &service.restart else {
+        return Ok(None);
+    };
+    let (name, count) = parse_restart(restart)?;
+    let condition = match name {
+        "always" | "unless-stopped" => "any",
+        "on-failure" => "on-failure",
+        _ => return Ok(None),
+    };
+    Ok(Some(TaskSpecRestartPolicy {
+        condition: Some(condition.parse()?),
+        max_attempts: (name == "on-failure")
+            .then(|| i64::try_from(count.unwrap_or(0)).unwrap_or(i64::MAX)),
+        ..TaskSpecRestartPolicy::default()
+    }))
+}
+
+fn convert_resources(deploy: &Deploy) -> TaskSpecResources {
+    let resources = deploy.resources.clone().unwrap_or_default();
+    let limits = resources.limits.map(|l| Limit {
+        nano_cpus: l.cpus.as_ref().map(|c| c.nanos()).and_then(non_zero),
+        memory_bytes: l.memory.as_ref().map(|m| m.bytes()).and_then(non_zero),
+        pids: l.pids.and_then(non_zero),
+    });
+    let reservations = resources.reservations.map(|r| ResourceObject {
+        nano_cpus: r.cpus.as_ref().map(|c| c.nanos()).and_then(non_zero),
+        memory_bytes: r.memory.as_ref().map(|m| m.bytes()).and_then(non_zero),
+        generic_resources: non_empty(
+            r.generic_resources
+                .iter()
+                .map(|g| GenericResourcesInner {
+                    discrete_resource_spec: g.discrete_resource_spec.as_ref().map(|d| {
+                        GenericResourcesInnerDiscreteResourceSpec {
+                            kind: Some(d.kind.clone()),
+                            value: Some(d.value),
+                        }
+                    }),
+                    named_resource_spec: None,
+                })
+                .collect(),
+        ),
+    });
+    TaskSpecResources {
+        limits,
+        reservations,
+        ..TaskSpecResources::default()
+    }
+}
+
+fn convert_mode(
+    mode: Option<DeployMode>,
+    replicas: Option<u64>,
+) -> Result<ServiceSpecMode, String> {
+    let replicas = replicas
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| "replicas out of range".to_owned())?;
+    let global_replicas =
+        || "replicas can only be used with replicated or replicated-job mode".to_owned();
+    Ok(match mode.unwrap_or(DeployMode::Replicated) {
+        DeployMode::Replicated => ServiceSpecMode {
+            // The daemon defaults an unset count to 1; spell it out so desired equals live.
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(replicas.unwrap_or(1)),
+            }),
+            ..ServiceSpecMode::default()
+        },
+        DeployMode::Global => {
+            if replicas.is_some() {
+                return Err(global_replicas());
+            }
+            ServiceSpecMode {
+                global: Some(HashMap::new()),
+                ..ServiceSpecMode::default()
+            }
+        }
+        DeployMode::ReplicatedJob => ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob {
+                max_concurrent: replicas,
+                total_completions: replicas,
+            }),
+            ..ServiceSpecMode::default()
+        },
+        DeployMode::GlobalJob => {
+            if replicas.is_some() {
+                return Err(global_replicas());
+            }
+            ServiceSpecMode {
+                global_job: Some(HashMap::new()),
+                ..ServiceSpecMode::default()
+            }
+        }
+    })
+}
+
+/// Declares the update and rollback conversions, which differ only in their bollard types.
+/// The CLI sends `Parallelism` (default 1), `MaxFailureRatio` and `Order` even when unset.
+macro_rules! update_config_fn {
+    ($name:ident, $ty:ident, $order:ident) => {
+        fn $name(source: &UpdateConfig) -> $ty {
+            $ty {
+                parallelism: Some(
+                    source
+                        .parallelism
+                        .and_then(|p| i64::try_from(p).ok())
+                        .unwrap_or(1),
+                ),
+                delay: source.delay.as_ref().map(|d| d.nanos()).and_then(non_zero),
+                failure_action: source.failure_action.and_then(|a| a.as_str().parse().ok()),
+                monitor: source
+                    .monitor
+                    .as_ref()
+                    .map(|d| d.nanos())
+                    .and_then(non_zero),
+                max_failure_ratio: Some(source.max_failure_ratio.unwrap_or(0.0)),
+                order: Some(
+                    source
+                        .order
+                        .and_then(|o| o.as_str().parse().ok())
+                        .unwrap_or(bollard::models::$order::EMPTY),
+                ),
+            }
+        }
+    };
+}
+
+update_config_fn!(
+    update_config,
+    ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigOrderEnum
+);
+update_config_fn!(
+    rollback_config,
+    ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigOrderEnum
+);
+
+fn convert_ports(service: &Service) -> Result<Vec<EndpointPortConfig>, String> {
+    let mut specs = Vec::new();
+    for (i, port) in service.ports.iter().enumerate() {
+        specs.extend(port.expand().map_err(|e| format!("ports[{i}]: {e}"))?);
+    }
+    // The CLI sorts by published port; ties keep a stable, deterministic order here.
+    specs.sort_by(|a, b| {
+        (a.published, a.target, &a.protocol).cmp(&(b.published, b.target, &b.protocol))
+    });
+    specs
+        .into_iter()
+        .map(|p| {
+            Ok(EndpointPortConfig {
+                name: None,
+                protocol: (!p.protocol.is_empty())
+                    .then(|| p.protocol.parse())
+                    .transpose()?,
+                target_port: Some(i64::from(p.target)),
+                published_port: (p.published != 0).then_some(i64::from(p.published)),
+                publish_mode: (!p.mode.is_empty()).then(|| p.mode.parse()).transpose()?,
+            })
+        })
+        .collect()
+}
+
+fn convert_service_networks(
+    stack: &str,
+    compose: &ComposeFile,
+    key: &str,
+    service: &Service,
+) -> Result<Vec<NetworkAttachmentConfig>, String> {
+    let entries = service
+        .networks
+        .as_ref()
+        .map(|n| n.entries())
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| vec![(DEFAULT_NETWORK.to_owned(), ServiceNetwork::default())]);
+    let mut attachments = Vec::new();
+    for (network, options) in entries {
+        let def = compose.networks.get(&network);
+        if def.is_none() && network != DEFAULT_NETWORK {
+            return Err(format!("undefined network {network:?}"));
+        }
+        let target = def.map_or_else(
+            || scope(stack, &network),
+            |d| object_name(stack, &network, d.name.as_ref(), d.external.as_ref()),
+        );
+        let mut aliases = options.aliases.clone();
+        // Docker's built-in networks take no aliases; every other network gets the
+        // service's key as one, so `tasks.<key>` and `<key>` resolve.
+        if !["default", "bridge", "host", "none"].contains(&target.as_str())
+            && !target.starts_with("container:")
+        {
+            aliases.push(key.to_owned());
+        }
+        attachments.push(NetworkAttachmentConfig {
+            target: Some(target),
+            aliases: non_empty(aliases),
+            driver_opts: options
+                .driver_opts
+                .as_ref()
+                .map(|o| to_hash_map(o.to_string_map()))
+                .and_then(non_empty_map),
+        });
+    }
+    attachments.sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(attachments)
+}
+
+/// The swarm name and file target of one secret or config reference.
+struct FileTarget {
+    object: String,
+    name: String,
+    uid: String,
+    gid: String,
+    mode: u32,
+}
+
+fn file_targets(
+    stack: &str,
+    kind: &str,
+    refs: &[FileRef],
+    lookup: impl Fn(&str) -> Option<(Option<String>, Option<External>)>,
+) -> Result<Vec<FileTarget>, String> {
+    let mut targets = refs
+        .iter()
+        .map(|reference| {
+            let long = reference.to_long();
+            let (name, external) = lookup(&long.source)
+                .ok_or_else(|| format!("undefined {kind} {:?}", long.source))?;
+            Ok(FileTarget {
+                object: object_name(stack, &long.source, name.as_ref(), external.as_ref()),
+                name: long.target.clone().unwrap_or_else(|| long.source.clone()),
+                uid: long.uid.clone().unwrap_or_else(|| "0".to_owned()),
+                gid: long.gid.clone().unwrap_or_else(|| "0".to_owned()),
+                mode: long.mode.unwrap_or(0o444),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    // Sorted so that a reordering in the file does not restart the service.
+    targets.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok(targets)
+}
+
+fn convert_secret_refs(
+    stack: &str,
+    compose: &ComposeFile,
+    refs: &[FileRef],
+) -> Result<Vec<TaskSpecContainerSpecSecrets>, String> {
+    let targets = file_targets(stack, "secret", refs, |key| {
+        compose
+            .secrets
+            .get(key)
+            .map(|d| (d.name.clone(), d.external.clone()))
+    })?;
+    Ok(targets
+        .into_iter()
+        .map(|t| TaskSpecContainerSpecSecrets {
+            file: Some(TaskSpecContainerSpecFile {
+                name: Some(t.name),
+                uid: Some(t.uid),
+                gid: Some(t.gid),
+                mode: Some(t.mode),
+            }),
+            secret_id: None,
+            secret_name: Some(t.object),
+        })
+        .collect())
+}
+
+fn convert_config_refs(
+    stack: &str,
+    compose: &ComposeFile,
+    refs: &[FileRef],
+) -> Result<Vec<TaskSpecContainerSpecConfigs>, String> {
+    let targets = file_targets(stack, "config", refs, |key| {
+        compose
+            .configs
+            .get(key)
+            .map(|d| (d.name.clone(), d.external.clone()))
+    })?;
+    Ok(targets
+        .into_iter()
+        .map(|t| TaskSpecContainerSpecConfigs {
+            file: Some(TaskSpecContainerSpecFile1 {
+                name: Some(t.name),
+                uid: Some(t.uid),
+                gid: Some(t.gid),
+                mode: Some(t.mode),
+            }),
+            runtime: None,
+            config_id: None,
+            config_name: Some(t.object),
+        })
+        .collect())
+}
+
+fn convert_mount(stack: &str, compose: &ComposeFile, entry: &VolumeEntry) -> Result<Mount, String> {
+    let volume = entry.to_mount()?;
+    let source = non_empty_str(volume.source.as_ref());
+    let mut mount = Mount {
+        target: volume.target.clone(),
+        source: source.clone(),
+        typ: Some(
+            volume
+                .kind
+                .parse()
+                .map_err(|()| format!("invalid mount type {:?}", volume.kind))?,
+        ),
+        read_only: volume.read_only.filter(|r| *r),
+        consistency: non_empty_str(volume.consistency.as_ref()),
+        ..Mount::default()
+    };
+    let propagation = volume.bind.as_ref().map(|b| MountBindOptions {
+        propagation: b.propagation.as_ref().and_then(|p| p.parse().ok()),
+        ..MountBindOptions::default()
+    });
+    match volume.kind.as_str() {
+        "volume" => {
+            let Some(source) = source else {
+                // An anonymous volume: nothing to scope.
+                return Ok(mount);
+            };
+            let def = compose
+                .volumes
+                .get(&source)
+                .ok_or_else(|| format!("undefined volume {source:?}"))?;
+            mount.source = Some(object_name(
+                stack,
+                &source,
+                def.name.as_ref(),
+                def.external.as_ref(),
+            ));
+            let mut options = MountVolumeOptions {
+                no_copy: volume.volume.as_ref().and_then(|v| v.nocopy).filter(|n| *n),
+                subpath: volume.volume.as_ref().and_then(|v| v.subpath.clone()),
+                ..MountVolumeOptions::default()
+            };
+            if !is_external(def.external.as_ref()) {
+                options.labels = Some(stack_labels(stack, def.labels.as_ref()));
+                if def.driver.is_some() || def.driver_opts.is_some() {
+                    options.driver_config = Some(MountVolumeOptionsDriverConfig {
+                        name: def.driver.clone(),
+                        options: def
+                            .driver_opts
+                            .as_ref()
+                            .map(|o| to_hash_map(o.to_string_map())),
+                    });
+                }
+            }
+            mount.volume_options = Some(options);
+        }
+        "bind" | "npipe" => mount.bind_options = propagation,
+        "tmpfs" => {
+            mount.tmpfs_options = volume.tmpfs.as_ref().map(|t| MountTmpfsOptions {
+                size_bytes: t.size.as_ref().map(|s| s.bytes()).and_then(non_zero),
+                ..MountTmpfsOptions::default()
+            });
+        }
+        other => return Err(format!("invalid mount type {other:?}")),
+    }
+    Ok(mount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::compose::tests::{EVERYTHING, KITTENAPI, LAB3, TRAEFIK, WHOAMI, parse};
+
+    fn convert(text: &str) -> StackObjects {
+        convert_stack("demo", &parse(text)).unwrap()
+    }
+
+    fn service<'a>(objects: &'a StackObjects, key: &str) -> &'a ServiceSpec {
+        &objects.services.iter().find(|s| s.key == key).unwrap().spec
+    }
+
+    fn container(spec: &ServiceSpec) -> &TaskSpecContainerSpec {
+        spec.task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .unwrap()
+    }
+
+    fn task(spec: &ServiceSpec) -> &TaskSpec {
+        spec.task_template.as_ref().unwrap()
+    }
+
+    #[test]
+    fn kittenapi_uses_external_objects_by_their_plain_names() {
+        let objects = convert(KITTENAPI);
+        assert!(objects.networks.is_empty());
+        assert!(objects.secrets.is_empty());
+        assert_eq!(objects.externals.networks, vec!["backend", "frontend"]);
+        assert_eq!(objects.externals.secrets, vec!["kittenapi_db_uri"]);
+        let spec = service(&objects, "kittenapi");
+        assert_eq!(spec.name.as_deref(), Some("demo_kittenapi"));
+        let labels = spec.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_NAMESPACE], "demo");
+        assert_eq!(labels[LABEL_IMAGE], "sirrtea/kittenapi");
+        assert_eq!(labels["traefik.enable"], "true");
+        assert_eq!(
+            spec.mode
+                .as_ref()
+                .unwrap()
+                .replicated
+                .as_ref()
+                .unwrap()
+                .replicas,
+            Some(2)
+        );
+        let c = container(spec);
+        assert_eq!(c.labels.as_ref().unwrap()[LABEL_NAMESPACE], "demo");
+        assert_eq!(
+            c.env,
+            Some(vec![
+                "DATABASE_URI_FILE=/run/secrets/kittenapi_db_uri".to_owned()
+            ])
+        );
+        let secret = &c.secrets.as_ref().unwrap()[0];
+        assert_eq!(secret.secret_name.as_deref(), Some("kittenapi_db_uri"));
+        assert_eq!(secret.secret_id, None);
+        let file = secret.file.as_ref().unwrap();
+        assert_eq!(
+            (
+                file.name.as_deref(),
+                file.uid.as_deref(),
+                file.gid.as_deref(),
+                file.mode
+            ),
+            (Some("kittenapi_db_uri"), Some("0"), Some("0"), Some(0o444))
+        );
+        let networks = task(spec).networks.as_ref().unwrap();
+        let targets: Vec<_> = networks
+            .iter()
+            .map(|n| n.target.as_deref().unwrap())
+            .collect();
+        assert_eq!(targets, vec!["backend", "frontend"]);
+        assert_eq!(networks[0].aliases, Some(vec!["kittenapi".to_owned()]));
+        assert_eq!(
+            task(spec).placement.as_ref().unwrap().constraints,
+            Some(vec!["node.labels.usage == apps".to_owned()])
+        );
+    }
+
+    #[test]
+    fn traefik_is_global_with_host_ports_and_a_bind_mount() {
+        let objects = convert(TRAEFIK);
+        let spec = service(&objects, "traefik");
+        let mode = spec.mode.as_ref().unwrap();
+        assert_eq!(mode.global, Some(HashMap::new()));
+        assert_eq!(mode.replicated, None);
+        let c = container(spec);
+        assert_eq!(c.command, None);
+        assert_eq!(c.args.as_ref().unwrap()[0], "--api.insecure=true");
+        assert_eq!(c.args.as_ref().unwrap().len(), 4);
+        let mount = &c.mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.typ, Some(bollard::models::MountType::BIND));
+        assert_eq!(mount.source.as_deref(), Some("/var/run/docker.sock"));
+        assert_eq!(mount.volume_options, None);
+        let ports = spec.endpoint_spec.as_ref().unwrap().ports.as_ref().unwrap();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].published_port, Some(80));
+        assert_eq!(
+            ports[0].publish_mode,
+            Some(bollard::models::EndpointPortConfigPublishModeEnum::HOST)
+        );
+    }
+
+    #[test]
+    fn whoami_defaults() {
+        let objects = convert(WHOAMI);
+        let spec = service(&objects, "whoami");
+        assert_eq!(spec.endpoint_spec, Some(EndpointSpec::default()));
+        assert_eq!(spec.update_config, None);
+        assert_eq!(task(spec).restart_policy, None);
+        assert_eq!(task(spec).resources, Some(TaskSpecResources::default()));
+    }
+
+    #[test]
+    fn lab3_creates_its_networks_and_scopes_its_volume() {
+        let objects = convert(LAB3);
+        let names: Vec<_> = objects.networks.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "demo_books-io",
+                "demo_db-adminer",
+                "demo_gateway-books",
+                "demo_io-db"
+            ]
+        );
+        let net = &objects.networks[0].spec;
+        assert_eq!(net.driver.as_deref(), Some("overlay"));
+        assert_eq!(net.labels.as_ref().unwrap()[LABEL_NAMESPACE], "demo");
+        assert_eq!(objects.externals.secrets, vec!["db_user", "db_password"]);
+
+        let db = container(service(&objects, "db"));
+        let mounts = db.mounts.as_ref().unwrap();
+        assert_eq!(mounts[0].source.as_deref(), Some("demo_db-data"));
+        assert_eq!(mounts[0].typ, Some(bollard::models::MountType::VOLUME));
+        let options = mounts[0].volume_options.as_ref().unwrap();
+        assert_eq!(options.labels.as_ref().unwrap()[LABEL_NAMESPACE], "demo");
+        assert_eq!(options.driver_config, None);
+        assert_eq!(mounts[1].typ, Some(bollard::models::MountType::BIND));
+        let names: Vec<_> = db
+            .secrets
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| s.secret_name.as_deref().unwrap())
+            .collect();
+        assert_eq!(names, vec!["db_password", "db_user"]);
+
+        let io = service(&objects, "io-service");
+        let resources = task(io).resources.as_ref().unwrap();
+        let limits = resources.limits.as_ref().unwrap();
+        assert_eq!(limits.nano_cpus, Some(200_000_000));
+        assert_eq!(limits.memory_bytes, Some(52_428_800));
+        let restart = task(io).restart_policy.as_ref().unwrap();
+        assert_eq!(
+            restart.condition,
+            Some(bollard::models::TaskSpecRestartPolicyConditionEnum::ON_FAILURE)
+        );
+        assert_eq!(restart.max_attempts, None);
+        let gateway = service(&objects, "gateway");
+        assert_eq!(
+            task(gateway).placement.as_ref().unwrap().max_replicas,
+            Some(2)
+        );
+        let port = &gateway
+            .endpoint_spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            (port.published_port, port.target_port),
+            (Some(3000), Some(80))
+        );
+    }
+
+    #[test]
+    fn services_without_networks_join_the_default_network() {
+        let objects = convert("services:\n  a:\n    image: x\n");
+        assert_eq!(objects.networks.len(), 1);
+        assert_eq!(objects.networks[0].name, "demo_default");
+        let attachments = task(service(&objects, "a")).networks.clone().unwrap();
+        assert_eq!(attachments[0].target.as_deref(), Some("demo_default"));
+        assert_eq!(attachments[0].aliases, Some(vec!["a".to_owned()]));
+    }
+
+    #[test]
+    fn everything_converts_as_the_cli_does() {
+        let objects = convert(EVERYTHING);
+        let web = service(&objects, "web");
+        let c = container(web);
+        assert_eq!(c.command, Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]));
+        assert_eq!(
+            c.env,
+            Some(vec![
+                "DEBUG=true".to_owned(),
+                "EMPTY".to_owned(),
+                "PORT=8080".to_owned(),
+                "TZ=UTC".to_owned(),
+            ])
+        );
+        let labels = c.labels.as_ref().unwrap();
+        assert_eq!(labels["com.example.b"], "");
+        assert_eq!(
+            c.hosts,
+            Some(vec![
+                "162.242.195.82 somehost".to_owned(),
+                "50.31.209.229 otherhost".to_owned()
+            ])
+        );
+        assert_eq!(c.capability_add, Some(vec!["CAP_NET_ADMIN".to_owned()]));
+        assert_eq!(c.capability_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(c.stop_grace_period, Some(20_000_000_000));
+        assert_eq!(
+            (c.init, c.read_only, c.tty, c.open_stdin),
+            (Some(true), Some(true), Some(true), Some(true))
+        );
+        assert_eq!(c.sysctls.as_ref().unwrap()["net.core.somaxconn"], "1024");
+        let ulimits = c.ulimits.as_ref().unwrap();
+        assert_eq!(ulimits[0].name.as_deref(), Some("nofile"));
+        assert_eq!(
+            (ulimits[0].soft, ulimits[0].hard),
+            (Some(20000), Some(40000))
+        );
+        assert_eq!(
+            (ulimits[1].soft, ulimits[1].hard),
+            (Some(65535), Some(65535))
+        );
+        let dns = c.dns_config.as_ref().unwrap();
+        assert_eq!(dns.nameservers, Some(vec!["8.8.8.8".to_owned()]));
+        let health = c.health_check.as_ref().unwrap();
+        assert_eq!(health.test, Some(vec!["CMD".to_owned(), "true".to_owned()]));
+        assert_eq!(health.interval, Some(10_000_000_000));
+        assert_eq!(health.timeout, Some(90_000_000_000));
+        assert_eq!(health.start_period, Some(1_500_000_000));
+        assert_eq!(health.retries, Some(3));
+
+        let secrets = c.secrets.as_ref().unwrap();
+        assert_eq!(secrets.len(), 2);
+        let custom = secrets
+            .iter()
+            .find(|s| s.file.as_ref().unwrap().name.as_deref() == Some("/etc/token"))
+            .unwrap();
+        assert_eq!(custom.secret_name.as_deref(), Some("demo_token"));
+        let file = custom.file.as_ref().unwrap();
+        assert_eq!((file.uid.as_deref(), file.mode), (Some("100"), Some(0o400)));
+        let configs = c.configs.as_ref().unwrap();
+        assert_eq!(configs[0].config_name.as_deref(), Some("demo_app_conf"));
+
+        let mounts = c.mounts.as_ref().unwrap();
+        assert_eq!(mounts[0].read_only, Some(true));
+        assert_eq!(
+            mounts[2].volume_options.as_ref().unwrap().no_copy,
+            Some(true)
+        );
+        assert_eq!(
+            mounts[3].bind_options.as_ref().unwrap().propagation,
+            Some(bollard::models::MountBindOptionsPropagationEnum::RSHARED)
+        );
+        assert_eq!(
+            mounts[4].tmpfs_options.as_ref().unwrap().size_bytes,
+            Some(1_048_576)
+        );
+        let driver = mounts[0]
+            .volume_options
+            .as_ref()
+            .unwrap()
+            .driver_config
+            .as_ref()
+            .unwrap();
+        assert_eq!(driver.name.as_deref(), Some("local"));
+
+        let endpoint = web.endpoint_spec.as_ref().unwrap();
+        assert_eq!(
+            endpoint.mode,
+            Some(bollard::models::EndpointSpecModeEnum::DNSRR)
+        );
+        let published: Vec<_> = endpoint
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.published_port, p.target_port))
+            .collect();
+        assert_eq!(
+            published,
+            vec![
+                (None, Some(9000)),
+                (Some(3000), Some(80)),
+                (Some(8080), Some(80)),
+                (Some(8443), Some(443))
+            ]
+        );
+
+        let t = task(web);
+        let placement = t.placement.as_ref().unwrap();
+        assert_eq!(
+            placement.preferences.as_ref().unwrap()[0]
+                .spread
+                .as_ref()
+                .unwrap()
+                .spread_descriptor
+                .as_deref(),
+            Some("node.labels.zone")
+        );
+        let resources = t.resources.as_ref().unwrap();
+        assert_eq!(
+            resources.limits.as_ref().unwrap().nano_cpus,
+            Some(500_000_000)
+        );
+        assert_eq!(resources.limits.as_ref().unwrap().pids, Some(100));
+        let reservations = resources.reservations.as_ref().unwrap();
+        assert_eq!(reservations.nano_cpus, Some(250_000_000));
+        assert_eq!(reservations.memory_bytes, Some(20 * 1024 * 1024));
+        assert_eq!(reservations.generic_resources.as_ref().unwrap().len(), 1);
+        let restart = t.restart_policy.as_ref().unwrap();
+        assert_eq!(
+            (restart.delay, restart.max_attempts, restart.window),
+            (Some(5_000_000_000), Some(3), Some(120_000_000_000))
+        );
+        let log = t.log_driver.as_ref().unwrap();
+        assert_eq!(log.name.as_deref(), Some("json-file"));
+        assert_eq!(log.options.as_ref().unwrap()["max-file"], "3");
+        let nets = t.networks.as_ref().unwrap();
+        assert_eq!(nets[0].target.as_deref(), Some("demo_front"));
+        assert_eq!(
+            nets[0].aliases,
+            Some(vec!["www".to_owned(), "web".to_owned()])
+        );
+        assert_eq!(nets[1].target.as_deref(), Some("shared-back"));
+
+        let update = web.update_config.as_ref().unwrap();
+        assert_eq!(update.parallelism, Some(2));
+        assert_eq!(update.delay, Some(10_000_000_000));
+        assert_eq!(
+            update.order,
+            Some(bollard::models::ServiceSpecUpdateConfigOrderEnum::START_FIRST)
+        );
+        let rollback = web.rollback_config.as_ref().unwrap();
+        assert_eq!(rollback.parallelism, Some(1));
+        assert_eq!(rollback.monitor, Some(30_000_000_000));
+        assert_eq!(rollback.max_failure_ratio, Some(0.5));
+        assert_eq!(
+            rollback.failure_action,
+            Some(bollard::models::ServiceSpecRollbackConfigFailureActionEnum::CONTINUE)
+        );
+
+        let job = service(&objects, "job");
+        assert_eq!(job.mode.as_ref().unwrap().global_job, Some(HashMap::new()));
+        let restart = task(job).restart_policy.as_ref().unwrap();
+        assert_eq!(
+            (restart.condition, restart.max_attempts),
+            (
+                Some(bollard::models::TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+                Some(3)
+            )
+        );
+
+        let front = objects.networks.iter().find(|n| n.key == "front").unwrap();
+        assert_eq!(front.spec.attachable, Some(true));
+        assert_eq!(front.spec.options.as_ref().unwrap()["encrypted"], "");
+        assert_eq!(
+            front.spec.ipam.as_ref().unwrap().config.as_ref().unwrap()[0]
+                .subnet
+                .as_deref(),
+            Some("10.77.0.0/24")
+        );
+        assert_eq!(front.spec.labels.as_ref().unwrap()["a"], "b");
+        assert_eq!(objects.externals.networks, vec!["shared-back"]);
+        assert_eq!(
+            objects.secrets[0].source,
+            SecretSource::StoreKey("stacks/demo/token".to_owned())
+        );
+        assert_eq!(
+            objects.configs[0].source,
+            SecretSource::Content(b"listen 80\n".to_vec())
+        );
+        assert_eq!(
+            objects.configs[0].templating.as_ref().unwrap().name,
+            "golang"
+        );
+    }
+
+    #[test]
+    fn capabilities_follow_the_cli_rules() {
+        let caps = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            effective_capabilities(
+                &caps(&["net_admin", "CAP_SYS_TIME"]),
+                &caps(&["net_admin", "chown"])
+            ),
+            (
+                caps(&["CAP_NET_ADMIN", "CAP_SYS_TIME"]),
+                caps(&["CAP_CHOWN"])
+            )
+        );
+        assert_eq!(
+            effective_capabilities(&caps(&["all", "chown"]), &caps(&["RESET"])),
+            (caps(&["ALL"]), caps(&[]))
+        );
+    }
+
+    #[test]
+    fn replicated_jobs_carry_their_count() {
+        let objects = convert(
+            "services:\n  j:\n    image: x\n    deploy: {mode: replicated-job, replicas: 3}\n",
+        );
+        let job = service(&objects, "j")
+            .mode
+            .clone()
+            .unwrap()
+            .replicated_job
+            .unwrap();
+        assert_eq!(
+            (job.max_concurrent, job.total_completions),
+            (Some(3), Some(3))
+        );
+    }
+
+    #[test]
+    fn legacy_restart_values_map_to_swarm_conditions() {
+        let cases = [
+            ("always", Some(("any", None))),
+            ("unless-stopped", Some(("any", None))),
+            ("on-failure", Some(("on-failure", Some(0)))),
+            ("on-failure:5", Some(("on-failure", Some(5)))),
+            ("no", None),
+        ];
+        for (restart, expected) in cases {
+            let objects = convert(&format!(
+                "services:\n  a:\n    image: x\n    restart: \"{restart}\"\n"
+            ));
+            let policy = task(service(&objects, "a")).restart_policy.clone();
+            let got = policy.map(|p| (p.condition.unwrap().to_string(), p.max_attempts));
+            assert_eq!(got, expected.map(|(c, m)| (c.to_owned(), m)), "{restart}");
+        }
+    }
+
+    #[test]
+    fn external_and_named_volumes() {
+        let objects = convert(
+            "services:\n  a:\n    image: x\n    volumes: [ext:/e, named:/n, /anon]\nvolumes:\n  ext: {external: true}\n  named: {name: global-data}\n",
+        );
+        let mounts = container(service(&objects, "a")).mounts.clone().unwrap();
+        assert_eq!(mounts[0].source.as_deref(), Some("ext"));
+        assert_eq!(
+            mounts[0].volume_options,
+            Some(MountVolumeOptions::default())
+        );
+        assert_eq!(mounts[1].source.as_deref(), Some("global-data"));
+        assert!(mounts[1].volume_options.as_ref().unwrap().labels.is_some());
+        assert_eq!(
+            (mounts[2].source.clone(), mounts[2].volume_options.clone()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn undefined_references_and_unloaded_files_are_errors() {
+        let err = convert_stack(
+            "demo",
+            &parse("services:\n  a:\n    image: x\n    networks: [nope]\n"),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "service a: undefined network \"nope\"");
+        let err = convert_stack(
+            "demo",
+            &parse("services: {}\nsecrets:\n  s: {file: ./s.txt}\n"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConvertError::ConvertSecret { .. }));
+        let err = convert_stack("demo", &parse("services: {}\nconfigs:\n  c: {file: ./c}\n"))
+            .unwrap_err();
+        assert!(matches!(err, ConvertError::ConvertConfig { .. }));
+    }
+
+    #[test]
+    fn refs_are_renamed_with_their_ids() {
+        let objects = convert(EVERYTHING);
+        let mut spec = service(&objects, "web").clone();
+        let map = HashMap::from([(
+            "demo_token".to_owned(),
+            ("demo_token-v2".to_owned(), "id1".to_owned()),
+        )]);
+        rename_secret_refs(&mut spec, &map);
+        let secrets = container(&spec).secrets.clone().unwrap();
+        assert!(
+            secrets
+                .iter()
+                .all(|s| s.secret_name.as_deref() == Some("demo_token-v2")
+                    && s.secret_id.as_deref() == Some("id1"))
+        );
+        let map = HashMap::from([(
+            "demo_app_conf".to_owned(),
+            ("demo_app_conf-v2".to_owned(), "id2".to_owned()),
+        )]);
+        rename_config_refs(&mut spec, &map);
+        let configs = container(&spec).configs.clone().unwrap();
+        assert_eq!(configs[0].config_id.as_deref(), Some("id2"));
+    }
+
+    #[test]
+    fn secret_content_never_shows_in_debug() {
+        let source = SecretSource::Content(b"hunter2".to_vec());
+        assert_eq!(format!("{source:?}"), "Content(<7 bytes>)");
+    }
+}

@@ -124,7 +124,8 @@ impl ResumableWatch {
                 Ok(Some(resp)) => {
                     self.backoff = backoff();
                     let events = resp.events();
-                    if let Some(last) = events.iter().filter_map(etcd_client::Event::kv).last() {
+                    if let Some(last) = events.iter().filter_map(etcd_client::Event::kv).next_back()
+                    {
                         self.next_revision = last.mod_revision() + 1;
                     } else if self.next_revision == 0 {
                         // A watch "from now" must resume after what it was created at.

@@ -36,11 +36,28 @@ use swarmkeeper::store::{Store, StoreConfig};
 /// is never dropped: a watchdog shell around etcd kills it (and removes its
 /// data dir) once the test process is gone.
 pub struct Etcd {
-    client_port: u16,
-    peer_port: u16,
+    ports: Ports,
+    tls: Option<TlsFiles>,
     data: tempfile::TempDir,
     shell: Child,
     etcd_pid: u32,
+}
+
+/// Client, peer, and plain-HTTP metrics (for `/health`, even under TLS) ports.
+#[derive(Clone, Copy)]
+struct Ports {
+    client: u16,
+    peer: u16,
+    metrics: u16,
+}
+
+/// PEM files of a TLS etcd: the CA that signed everything, and a client
+/// certificate it accepts.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 /// Runs etcd in the background and kills it when the test process (`$1`) exits.
@@ -84,15 +101,31 @@ impl Etcd {
 
     /// A private etcd, for tests that stop or restart it.
     pub fn start() -> Etcd {
+        Self::start_with(false)
+    }
+
+    /// A private etcd that serves clients over TLS only and requires a
+    /// client certificate; [`Etcd::config`] fills in the CA and client files.
+    /// Needs `openssl` to make the certificates.
+    pub fn start_tls() -> Etcd {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Etcd {
         let data = tempfile::Builder::new()
             .prefix("swarmkeeper-etcd-")
             .tempdir()
             .expect("cannot create a temp dir for etcd");
-        let (client_port, peer_port) = (free_port(), free_port());
-        let (shell, etcd_pid) = spawn(data.path(), client_port, peer_port);
+        let ports = Ports {
+            client: free_port(),
+            peer: free_port(),
+            metrics: free_port(),
+        };
+        let tls = tls.then(|| make_certificates(data.path()));
+        let (shell, etcd_pid) = spawn(data.path(), ports, tls.is_some());
         let etcd = Etcd {
-            client_port,
-            peer_port,
+            ports,
+            tls,
             data,
             shell,
             etcd_pid,
@@ -101,9 +134,15 @@ impl Etcd {
         etcd
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` for a TLS etcd.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.ports.client)
+    }
+
+    /// The certificate files of a TLS etcd.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// A store config for this etcd with a prefix of its own (`/t-<test>-<random>`).
@@ -111,6 +150,9 @@ impl Etcd {
         StoreConfig {
             endpoints: vec![self.endpoint()],
             prefix: format!("/t-{}", unique_name(test)),
+            ca: self.tls.as_ref().map(|t| t.ca.clone()),
+            cert: self.tls.as_ref().map(|t| t.client_cert.clone()),
+            key: self.tls.as_ref().map(|t| t.client_key.clone()),
             ..StoreConfig::default()
         }
     }
@@ -136,7 +178,7 @@ impl Etcd {
 
     /// Starts a stopped etcd again on the same ports and data.
     pub fn resume(&mut self) {
-        let (shell, pid) = spawn(self.data.path(), self.client_port, self.peer_port);
+        let (shell, pid) = spawn(self.data.path(), self.ports, self.tls.is_some());
         self.shell = shell;
         self.etcd_pid = pid;
         self.wait_healthy();
@@ -144,7 +186,7 @@ impl Etcd {
 
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.metrics));
         while Instant::now() < deadline {
             if health(addr) {
                 return;
@@ -166,13 +208,15 @@ fn log_path(data: &Path) -> PathBuf {
     data.join("etcd.log")
 }
 
-fn spawn(data: &Path, client_port: u16, peer_port: u16) -> (Child, u32) {
+fn spawn(data: &Path, ports: Ports, tls: bool) -> (Child, u32) {
     let pid_file = data.join("etcd.pid");
     let _ = std::fs::remove_file(&pid_file);
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let data_dir = data.join("etcd");
-    let mut shell = Command::new("sh")
+    let scheme = if tls { "https" } else { "http" };
+    let client = format!("{scheme}://127.0.0.1:{}", ports.client);
+    let peer = format!("http://127.0.0.1:{}", ports.peer);
+    let metrics = format!("http://127.0.0.1:{}", ports.metrics);
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(WATCHDOG)
         .arg("etcd-watchdog")
@@ -180,7 +224,7 @@ fn spawn(data: &Path, client_port: u16, peer_port: u16) -> (Child, u32) {
         .arg(data)
         .arg(etcd_binary())
         .args(["--name", "test", "--data-dir"])
-        .arg(&data_dir)
+        .arg(data.join("etcd"))
         .args([
             "--listen-client-urls",
             &client,
@@ -194,10 +238,20 @@ fn spawn(data: &Path, client_port: u16, peer_port: u16) -> (Child, u32) {
             &peer,
         ])
         .args(["--initial-cluster", &format!("test={peer}")])
+        .args(["--listen-metrics-urls", &metrics])
         .args(["--logger", "zap", "--log-level", "warn"])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("cannot run sh to start etcd");
+        .stdin(Stdio::null());
+    if tls {
+        command
+            .arg("--cert-file")
+            .arg(data.join("server.pem"))
+            .arg("--key-file")
+            .arg(data.join("server.key"))
+            .arg("--trusted-ca-file")
+            .arg(data.join("ca.pem"))
+            .arg("--client-cert-auth");
+    }
+    let mut shell = command.spawn().expect("cannot run sh to start etcd");
     match read_pid(&pid_file) {
         Some(pid) => (shell, pid),
         None => {
@@ -221,6 +275,41 @@ fn read_pid(pid_file: &Path) -> Option<u32> {
         std::thread::sleep(Duration::from_millis(20));
     }
     None
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, in `dir`.
+fn make_certificates(dir: &Path) -> TlsFiles {
+    const SCRIPT: &str = r#"
+set -e
+cd "$1"
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+key ca.key
+openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj /CN=swarmkeeper-test-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+sign() {
+  key "$1.key"
+  openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$1"
+  printf '%s\n' "$2" >"$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -out "$1.pem" -extfile "$1.ext" 2>/dev/null
+}
+sign server "subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth,clientAuth"
+sign client "extendedKeyUsage=clientAuth"
+"#;
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg("make-certificates")
+        .arg(dir)
+        .status()
+        .expect("cannot run sh to make certificates");
+    assert!(status.success(), "openssl failed to make test certificates");
+    TlsFiles {
+        ca: dir.join("ca.pem"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+    }
 }
 
 /// etcd's `/health` answers `{"health":"true"}` once it serves requests.

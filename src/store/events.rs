@@ -173,22 +173,23 @@ impl Store {
             .map_err(|source| StoreError::Watch { prefix, source })?;
         let store = self.clone();
         let batches = futures::stream::unfold(watch, |mut watch| async move {
-            let batch = watch.next().await;
-            Some((batch, watch))
+            loop {
+                match watch.next().await {
+                    RawBatch::Events(events) => return Some((events, watch)),
+                    // Events are only a log: go on from the oldest revision
+                    // still kept rather than re-list it.
+                    RawBatch::Compacted { compact_revision } => watch.resume_from(compact_revision),
+                }
+            }
         });
         Ok(batches
-            .flat_map(move |batch| {
-                let events: Vec<_> = match batch {
-                    RawBatch::Events(events) => events
-                        .iter()
-                        .filter(|e| e.event_type() == WatchEventType::Put)
-                        .filter_map(|e| e.kv().and_then(|kv| store.decode_event(kv)))
-                        .collect(),
-                    // Events missed while compacted are in the log; the
-                    // watch itself has already moved on.
-                    RawBatch::Compacted => Vec::new(),
-                };
-                futures::stream::iter(events)
+            .flat_map(move |events| {
+                let decoded: Vec<_> = events
+                    .iter()
+                    .filter(|e| e.event_type() == WatchEventType::Put)
+                    .filter_map(|e| e.kv().and_then(|kv| store.decode_event(kv)))
+                    .collect();
+                futures::stream::iter(decoded)
             })
             .boxed())
     }

@@ -55,9 +55,12 @@ fn backoff() -> ExponentialBackoff {
 /// What one step of a raw watch produced.
 pub(crate) enum RawBatch {
     Events(Vec<etcd_client::Event>),
-    /// The revision to watch from is gone; the watch must be resumed
-    /// (see [`ResumableWatch::resume_from`]) after a re-list.
-    Compacted,
+    /// The revision to watch from is gone; the caller must choose where to
+    /// go on ([`ResumableWatch::resume_from`]), typically after a re-list.
+    /// `compact_revision` is the oldest revision still available.
+    Compacted {
+        compact_revision: i64,
+    },
 }
 
 /// A watch on a prefix that reconnects by itself from the next revision it needs.
@@ -117,7 +120,9 @@ impl ResumableWatch {
                 Ok(Some(resp)) if resp.canceled() => {
                     self.stream = None;
                     if resp.compact_revision() > 0 {
-                        return RawBatch::Compacted;
+                        return RawBatch::Compacted {
+                            compact_revision: resp.compact_revision(),
+                        };
                     }
                     format!("watch canceled: {}", resp.cancel_reason())
                 }
@@ -168,7 +173,7 @@ impl DesiredWatch {
                         self.apply(event);
                     }
                 }
-                RawBatch::Compacted => self.relist().await,
+                RawBatch::Compacted { .. } => self.relist().await,
             }
         }
     }

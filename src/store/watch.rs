@@ -218,11 +218,7 @@ impl DesiredWatch {
 
     /// Re-lists after a compaction, retrying until etcd answers.
     async fn relist(&mut self) {
-        let prefix = self
-            .store
-            .keys()
-            .section_prefix(Section::Desired, None)
-            .unwrap_or_default();
+        let prefix = self.raw.prefix.clone();
         let mut retry = backoff();
         let (kvs, revision) = loop {
             match self.store.range(&prefix, 0, false).await {

@@ -23,39 +23,38 @@ use super::{Store, StoreError};
 /// The share of `event_ttl` during which one lease is reused.
 const LEASE_ROTATIONS_PER_TTL: u32 = 24;
 
-/// Normal events record progress; warnings record failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
+/// [`Event::type_`] of progress.
+pub const NORMAL: &str = "Normal";
+/// [`Event::type_`] of failures.
+pub const WARNING: &str = "Warning";
 
 /// One entry of the event log. Never put a secret value in `message`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub time: Timestamp,
+    /// [`NORMAL`] or [`WARNING`], as Kubernetes events have it.
     #[serde(rename = "type")]
-    pub type_: EventType,
+    pub type_: String,
     /// A short CamelCase cause, e.g. `ServiceCreated`.
     pub reason: String,
     pub message: String,
 }
 
 impl Event {
-    /// A [`EventType::Normal`] event at the current time.
+    /// A [`NORMAL`] event at the current time.
     pub fn normal(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::now(EventType::Normal, reason.into(), message.into())
+        Self::now(NORMAL, reason.into(), message.into())
     }
 
-    /// A [`EventType::Warning`] event at the current time.
+    /// A [`WARNING`] event at the current time.
     pub fn warning(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::now(EventType::Warning, reason.into(), message.into())
+        Self::now(WARNING, reason.into(), message.into())
     }
 
-    fn now(type_: EventType, reason: String, message: String) -> Self {
+    fn now(type_: &str, reason: String, message: String) -> Self {
         Self {
             time: Timestamp::now(),
-            type_,
+            type_: type_.to_owned(),
             reason,
             message,
         }
@@ -153,24 +152,18 @@ impl Store {
         Ok(events)
     }
 
-    /// Events written from now on (of one record, or of all), for `events --watch`.
-    ///
-    /// The watch is established before this returns, so calling it before
-    /// [`Store::list_events`] misses nothing (an event may then show up in
-    /// both). It reconnects by itself when etcd goes away.
-    ///
-    /// # Errors
-    /// [`StoreError::Watch`] when the watch cannot be established.
-    pub async fn watch_events(
+    /// Events written from the first poll on (of one record, or of all),
+    /// for `events --watch`. It reconnects by itself when etcd goes away and
+    /// never ends; its only error is a malformed filter.
+    pub fn watch_events(
         &self,
         filter: Option<(&str, &str)>,
-    ) -> Result<BoxStream<'static, (String, String, Event)>, StoreError> {
-        let prefix = self.keys().events_prefix(filter)?;
-        let mut watch = ResumableWatch::new(self.inner.streams.clone(), prefix.clone(), 0);
-        watch
-            .establish()
-            .await
-            .map_err(|source| StoreError::Watch { prefix, source })?;
+    ) -> BoxStream<'static, Result<(String, String, Event), StoreError>> {
+        let prefix = match self.keys().events_prefix(filter) {
+            Ok(prefix) => prefix,
+            Err(err) => return futures::stream::once(async { Err(err) }).boxed(),
+        };
+        let watch = ResumableWatch::new(self.inner.streams.clone(), prefix, 0);
         let store = self.clone();
         let batches = futures::stream::unfold(watch, |mut watch| async move {
             loop {
@@ -182,16 +175,17 @@ impl Store {
                 }
             }
         });
-        Ok(batches
+        batches
             .flat_map(move |events| {
                 let decoded: Vec<_> = events
                     .iter()
                     .filter(|e| e.event_type() == WatchEventType::Put)
                     .filter_map(|e| e.kv().and_then(|kv| store.decode_event(kv)))
+                    .map(Ok)
                     .collect();
                 futures::stream::iter(decoded)
             })
-            .boxed())
+            .boxed()
     }
 
     fn decode_event(&self, kv: &etcd_client::KeyValue) -> Option<(String, String, Event)> {
@@ -223,7 +217,7 @@ mod tests {
     fn event_serializes_type_as_type() {
         let event = Event {
             time: Timestamp::from_second(0).unwrap(),
-            type_: EventType::Warning,
+            type_: WARNING.to_owned(),
             reason: "Failed".into(),
             message: "boom".into(),
         };

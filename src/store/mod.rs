@@ -32,9 +32,9 @@ use etcd_client::{
 
 pub use crypto::{CryptoError, SecretKey};
 pub use error::StoreError;
-pub use events::{Event, EventType};
+pub use events::Event;
 pub use leader::Leadership;
-pub use records::{DeleteOutcome, Expect, PutOutcome, RecordPut, StoredRecord, Versioned};
+pub use records::{Expect, PutOutcome, RecordPut, StoredRecord, Versioned};
 pub use secrets::SourceRecord;
 pub use watch::WatchEvent;
 

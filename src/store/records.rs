@@ -62,13 +62,6 @@ pub enum PutOutcome {
     Unchanged,
 }
 
-/// What a delete did to one record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteOutcome {
-    Deleted,
-    NotFound,
-}
-
 fn decode(kv: &KeyValue, key: &str) -> Result<Versioned, StoreError> {
     let value = serde_json::from_slice(kv.value()).map_err(|source| StoreError::Decode {
         key: key.to_owned(),
@@ -283,7 +276,8 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// Deletes records; each `Some(revision)` must match the record's current `mod_revision`.
+    /// Deletes records; each `Some(revision)` must match the record's current
+    /// `mod_revision`. Returns, per record in order, whether it existed.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when a record is not at the expected revision
@@ -291,7 +285,7 @@ impl Store {
     pub async fn delete_records(
         &self,
         deletes: Vec<(String, String, Option<i64>)>,
-    ) -> Result<Vec<DeleteOutcome>, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let keys = deletes
             .iter()
             .map(|(kind, name, _)| self.keys().record(Section::Desired, kind, name))
@@ -306,12 +300,12 @@ impl Store {
                 return Err(StoreError::Conflict { key });
             }
             if kv.is_none() {
-                outcomes.push(DeleteOutcome::NotFound);
+                outcomes.push(false);
                 continue;
             }
             let op = TxnOp::delete(key.as_str(), None);
             ops.push(Guarded { key, revision, op });
-            outcomes.push(DeleteOutcome::Deleted);
+            outcomes.push(true);
         }
         run_guarded(self, ops, true).await?;
         Ok(outcomes)

@@ -89,8 +89,7 @@ impl ResumableWatch {
         self.stream = None;
     }
 
-    /// Opens the watch now rather than at the first poll.
-    pub(crate) async fn establish(&mut self) -> Result<(), etcd_client::Error> {
+    async fn establish(&mut self) -> Result<(), etcd_client::Error> {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(self.next_revision);

@@ -145,8 +145,12 @@ enum DriftFormat {
     Markdown,
 }
 
+/// Go's duration syntax (`5m`, `1h30m`, `90s`), as compose files use it.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    swarmkeeper::api::duration::parse(s).map_err(|e| e.to_string())
+    let nanos = swarmkeeper::api::compose::units::parse_go_duration(s)?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("{s:?}: must not be negative"))
 }
 
 fn main() -> ExitCode {

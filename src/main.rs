@@ -23,10 +23,21 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Global {
     /// etcd endpoints, comma-separated.
-    #[arg(long, global = true, env = "SWARMKEEPER_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        global = true,
+        env = "SWARMKEEPER_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     etcd_endpoints: Vec<String>,
     /// Key prefix under which every swarmkeeper key lives.
-    #[arg(long, global = true, env = "SWARMKEEPER_PREFIX", default_value = "/swarmkeeper")]
+    #[arg(
+        long,
+        global = true,
+        env = "SWARMKEEPER_PREFIX",
+        default_value = "/swarmkeeper"
+    )]
     prefix: String,
     /// CA certificate to verify etcd's TLS certificate.
     #[arg(long, global = true, env = "SWARMKEEPER_ETCD_CA")]
@@ -147,7 +158,7 @@ enum DriftFormat {
 
 /// Go's duration syntax (`5m`, `1h30m`, `90s`), as compose files use it.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let nanos = swarmkeeper::api::compose::units::parse_go_duration(s)?;
+    let nanos = swarmkeeper::api::compose::parse_go_duration(s)?;
     u64::try_from(nanos)
         .map(Duration::from_nanos)
         .map_err(|_| format!("{s:?}: must not be negative"))
@@ -214,9 +225,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             cli::apply::apply(&global, &opts).await
         }
         Command::Diff { files } => cli::apply::diff(&global, &files).await,
-        Command::Get { kind, name, output: o } => {
-            cli::get::get(&global, kind.as_deref(), name.as_deref(), output(o)).await
-        }
+        Command::Get {
+            kind,
+            name,
+            output: o,
+        } => cli::get::get(&global, kind.as_deref(), name.as_deref(), output(o)).await,
         Command::Describe { kind, name } => cli::get::describe(&global, &kind, &name).await,
         Command::Delete { kind, name, files } => {
             cli::get::delete(&global, kind.as_deref(), name.as_deref(), &files).await

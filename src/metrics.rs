@@ -41,19 +41,37 @@ impl Metrics {
         let mut registry = Registry::with_prefix("swarmkeeper");
         let reconcile_total = Family::<ReconcileLabels, Counter>::default();
         let reconcile_duration =
-            Family::<KindLabel, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
+            Family::<KindLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
         let drift_objects = Family::<KindLabel, Gauge>::default();
         let queue_depth = Gauge::default();
         let leader = Gauge::default();
-        registry.register("reconcile", "Reconciles by kind and result", reconcile_total.clone());
+        registry.register(
+            "reconcile",
+            "Reconciles by kind and result",
+            reconcile_total.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Time spent in one reconcile",
             reconcile_duration.clone(),
         );
-        registry.register("drift_objects", "Objects that differ from the desired state", drift_objects.clone());
-        registry.register("queue_depth", "Records due but not started", queue_depth.clone());
-        registry.register("leader", "1 when this replica is the leader", leader.clone());
+        registry.register(
+            "drift_objects",
+            "Objects that differ from the desired state",
+            drift_objects.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Records due but not started",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 when this replica is the leader",
+            leader.clone(),
+        );
         docker.register(&mut registry);
         Self {
             registry,
@@ -74,7 +92,9 @@ impl Metrics {
             })
             .inc();
         self.reconcile_duration
-            .get_or_create(&KindLabel { kind: kind.to_string() })
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
             .observe(seconds);
     }
 
@@ -82,7 +102,9 @@ impl Metrics {
     pub fn drift(&self, report: &crate::plan::drift::DriftReport) {
         for (kind, n) in report.objects_by_kind() {
             self.drift_objects
-                .get_or_create(&KindLabel { kind: kind.to_string() })
+                .get_or_create(&KindLabel {
+                    kind: kind.to_string(),
+                })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }

@@ -52,10 +52,7 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<LoadedRecord>, Failure> {
 
 /// The record values to store: secret material replaced by keyed digests, so a
 /// changed secret changes the record (and its generation) without revealing it.
-fn stored_values(
-    loaded: &[LoadedRecord],
-    key: Option<&SecretKey>,
-) -> Result<Vec<Value>, Failure> {
+fn stored_values(loaded: &[LoadedRecord], key: Option<&SecretKey>) -> Result<Vec<Value>, Failure> {
     let mut out = Vec::with_capacity(loaded.len());
     for l in loaded {
         let mut value = l.record.to_value();
@@ -84,10 +81,14 @@ fn stored_values(
 /// `spec.value.digest`, or an `x-swarmkeeper-digest` beside a compose
 /// secret's `x-swarmkeeper-secret`.
 fn set_digest(value: &mut Value, store_key: &str, digest: &str) {
-    let is_secret_record = value.pointer("/metadata/name").and_then(Value::as_str) == Some(store_key)
+    let is_secret_record = value.pointer("/metadata/name").and_then(Value::as_str)
+        == Some(store_key)
         && value.get("kind").and_then(Value::as_str) == Some("Secret");
     if is_secret_record {
-        if let Some(v) = value.pointer_mut("/spec/value").and_then(Value::as_object_mut) {
+        if let Some(v) = value
+            .pointer_mut("/spec/value")
+            .and_then(Value::as_object_mut)
+        {
             v.insert("digest".into(), Value::String(digest.into()));
         }
         return;

@@ -19,7 +19,11 @@ pub enum DriftOutput {
 ///
 /// # Errors
 /// When etcd or dockerd fails.
-pub async fn report(ctx: &Context, kind: Option<crate::api::Kind>, name: Option<&str>) -> Result<DriftReport, controllers::Error> {
+pub async fn report(
+    ctx: &Context,
+    kind: Option<crate::api::Kind>,
+    name: Option<&str>,
+) -> Result<DriftReport, controllers::Error> {
     let keys = controllers::all_keys(ctx).await?;
     let mut out = DriftReport::default();
     for key in keys {
@@ -33,7 +37,10 @@ pub async fn report(ctx: &Context, kind: Option<crate::api::Kind>, name: Option<
     Ok(out)
 }
 
-async fn record_drift(ctx: &Context, key: &RecordKey) -> Result<Option<crate::plan::drift::RecordDrift>, controllers::Error> {
+async fn record_drift(
+    ctx: &Context,
+    key: &RecordKey,
+) -> Result<Option<crate::plan::drift::RecordDrift>, controllers::Error> {
     let stored = ctx.store.get_record(key.kind.as_str(), &key.name).await?;
     match key.kind {
         crate::api::Kind::Stack => Ok(Some(stack::drift(ctx, &key.name, stored).await?)),

@@ -12,8 +12,8 @@ use crate::store::{Event, Store};
 
 use super::{Failure, GlobalOpts, Output, parse_kind};
 
-fn status_of(value: Option<Value>) -> Option<Status> {
-    value.and_then(|v| serde_json::from_value(v).ok())
+fn status_of(value: Option<crate::store::Versioned>) -> Option<Status> {
+    value.and_then(|v| serde_json::from_value(v.value).ok())
 }
 
 fn age(t: jiff::Timestamp) -> String {
@@ -67,7 +67,15 @@ pub async fn get(
             }
         }
         Output::Table => {
-            let mut t = Table::new(["KIND", "NAME", "PHASE", "GENERATION", "OBSERVED", "AGE", "MESSAGE"]);
+            let mut t = Table::new([
+                "KIND",
+                "NAME",
+                "PHASE",
+                "GENERATION",
+                "OBSERVED",
+                "AGE",
+                "MESSAGE",
+            ]);
             for r in &records {
                 let status = status_of(
                     store
@@ -163,7 +171,16 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
         .list_events(Some((kind.as_str(), name)))
         .await
         .map_err(Failure::error)?;
-    print_events(events.iter().map(|(_, _, e)| (format!("{kind}/{name}"), e)).rev().take(20).collect::<Vec<_>>().into_iter().rev());
+    print_events(
+        events
+            .iter()
+            .map(|(_, _, e)| (format!("{kind}/{name}"), e))
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev(),
+    );
     Ok(0)
 }
 
@@ -200,7 +217,12 @@ pub async fn delete(
         (Some(k), Some(n), true) => vec![(parse_kind(k)?.as_str().to_string(), n.to_string())],
         (None, None, false) => super::apply::load(files)?
             .iter()
-            .map(|l| (l.record.kind.as_str().to_string(), l.record.metadata.name.clone()))
+            .map(|l| {
+                (
+                    l.record.kind.as_str().to_string(),
+                    l.record.metadata.name.clone(),
+                )
+            })
             .collect(),
         _ => {
             return Err(Failure::Invalid(
@@ -213,7 +235,10 @@ pub async fn delete(
         .iter()
         .map(|(k, n)| (k.clone(), n.clone(), None))
         .collect();
-    let found = store.delete_records(deletes).await.map_err(Failure::error)?;
+    let found = store
+        .delete_records(deletes)
+        .await
+        .map_err(Failure::error)?;
     let mut missing = false;
     for ((k, n), existed) in targets.iter().zip(found) {
         if existed {
@@ -241,13 +266,19 @@ pub async fn events(global: &GlobalOpts, target: Option<&str>, watch: bool) -> R
         .transpose()?;
     let store: Store = global.store().await?;
     let filter_ref = filter.as_ref().map(|(k, n)| (k.as_str(), n.as_str()));
-    let events = store.list_events(filter_ref).await.map_err(Failure::error)?;
+    let events = store
+        .list_events(filter_ref)
+        .await
+        .map_err(Failure::error)?;
     print_events(events.iter().map(|(k, n, e)| (format!("{k}/{n}"), e)));
     if watch {
         let mut stream = std::pin::pin!(store.watch_events(filter_ref));
         while let Some(item) = stream.next().await {
             let (k, n, e) = item.map_err(Failure::error)?;
-            println!("{}  {k}/{n}  {}  {}  {}", e.time, e.type_, e.reason, e.message);
+            println!(
+                "{}  {k}/{n}  {}  {}  {}",
+                e.time, e.type_, e.reason, e.message
+            );
         }
     }
     Ok(0)

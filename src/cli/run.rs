@@ -64,8 +64,9 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
     let http_shutdown = shutdown.clone();
     let router = http::router(state.clone());
     tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { http_shutdown.reached(runtime::Phase::Draining).await });
+        let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+            http_shutdown.reached(runtime::Phase::Draining).await
+        });
         if let Err(err) = served.await {
             tracing::error!(%err, "http server failed");
         }
@@ -157,12 +158,16 @@ async fn once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, 
                     .get_status(key.kind.as_str(), &key.name)
                     .await
                     .map_err(Failure::error)?
-                    .and_then(|v| serde_json::from_value::<Status>(v).ok());
+                    .and_then(|v| serde_json::from_value::<Status>(v.value).ok());
                 match status {
                     None => println!("{key}: removed"),
                     Some(s) => {
                         failed |= s.phase == Phase::Failed;
-                        let msg = if s.message.is_empty() { String::new() } else { format!(": {}", s.message) };
+                        let msg = if s.message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", s.message)
+                        };
                         println!("{key}: {}{msg}", s.phase);
                     }
                 }
@@ -190,7 +195,9 @@ fn etcd_triggers(store: Store) -> impl Stream<Item = RecordKey> + Send + 'static
     .flatten()
     .filter_map(|event| async move {
         let (kind, name) = match event {
-            Ok(WatchEvent::Put { kind, name, .. } | WatchEvent::Delete { kind, name }) => (kind, name),
+            Ok(WatchEvent::Put { kind, name, .. } | WatchEvent::Delete { kind, name }) => {
+                (kind, name)
+            }
             Err(err) => {
                 tracing::warn!(%err, "etcd watch error");
                 return None;
@@ -203,7 +210,9 @@ fn etcd_triggers(store: Store) -> impl Stream<Item = RecordKey> + Send + 'static
 /// Record keys of owned objects that Docker events say changed. When dockerd
 /// goes away the stream reconnects with backoff, then names every record
 /// again, since events were missed meanwhile.
-fn docker_triggers(controllers: Arc<Controllers>) -> impl Stream<Item = RecordKey> + Send + 'static {
+fn docker_triggers(
+    controllers: Arc<Controllers>,
+) -> impl Stream<Item = RecordKey> + Send + 'static {
     let backoff = || {
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(500))
@@ -212,33 +221,36 @@ fn docker_triggers(controllers: Arc<Controllers>) -> impl Stream<Item = RecordKe
             .without_max_times()
             .build()
     };
-    stream::unfold((controllers, backoff(), false), move |(c, mut delays, reconnecting)| async move {
-        let mut keys: Vec<RecordKey> = Vec::new();
-        if reconnecting {
-            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(30))).await;
-            match controllers::all_keys(&c.ctx).await {
-                Ok(all) => keys = all,
-                Err(err) => {
-                    tracing::warn!(%err, "dockerd still unreachable");
-                    return Some((stream::iter(keys).boxed(), (c, delays, true)));
+    stream::unfold(
+        (controllers, backoff(), false),
+        move |(c, mut delays, reconnecting)| async move {
+            let mut keys: Vec<RecordKey> = Vec::new();
+            if reconnecting {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(30))).await;
+                match controllers::all_keys(&c.ctx).await {
+                    Ok(all) => keys = all,
+                    Err(err) => {
+                        tracing::warn!(%err, "dockerd still unreachable");
+                        return Some((stream::iter(keys).boxed(), (c, delays, true)));
+                    }
                 }
             }
-        }
-        let events = c.ctx.docker.events(None).filter_map(|e| async move {
-            match e {
-                Ok(e) => {
-                    let owner = e.owner?;
-                    Some(Some(RecordKey::new(owner.kind.parse().ok()?, owner.name)))
+            let events = c.ctx.docker.events(None).filter_map(|e| async move {
+                match e {
+                    Ok(e) => {
+                        let owner = e.owner?;
+                        Some(Some(RecordKey::new(owner.kind.parse().ok()?, owner.name)))
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "docker events ended");
+                        None
+                    }
                 }
-                Err(err) => {
-                    tracing::warn!(%err, "docker events ended");
-                    None
-                }
-            }
-        });
-        let delays = if keys.is_empty() { delays } else { backoff() };
-        let s = stream::iter(keys).chain(events.filter_map(|k| async move { k }));
-        Some((s.boxed(), (c, delays, true)))
-    })
+            });
+            let delays = if keys.is_empty() { delays } else { backoff() };
+            let s = stream::iter(keys).chain(events.filter_map(|k| async move { k }));
+            Some((s.boxed(), (c, delays, true)))
+        },
+    )
     .flatten()
 }

@@ -109,7 +109,12 @@ impl Context {
     }
 
     /// Marks a record failed: it cannot converge as it is, so it waits for a change.
-    async fn fail(&self, key: &RecordKey, generation: i64, message: String) -> Result<Action, Error> {
+    async fn fail(
+        &self,
+        key: &RecordKey,
+        generation: i64,
+        message: String,
+    ) -> Result<Action, Error> {
         self.event(key, true, "Failed", message.clone()).await;
         let status = Status {
             phase: Phase::Failed,
@@ -164,20 +169,15 @@ impl Controllers {
 impl Reconciler<RecordKey> for Controllers {
     type Error = Error;
 
-    fn reconcile(
-        self: Arc<Self>,
-        key: RecordKey,
-    ) -> impl Future<Output = Result<Action, Error>> + Send + 'static {
-        async move {
-            let started = std::time::Instant::now();
-            let kind = key.kind.as_str();
-            let result = self.reconcile_key(key).await;
-            if let Some(m) = &self.metrics {
-                let outcome = result.as_ref().map_or_else(Error::kind, |_| "ok");
-                m.reconciled(kind, outcome, started.elapsed().as_secs_f64());
-            }
-            result
+    async fn reconcile(self: Arc<Self>, key: RecordKey) -> Result<Action, Error> {
+        let started = std::time::Instant::now();
+        let kind = key.kind.as_str();
+        let result = self.reconcile_key(key).await;
+        if let Some(m) = &self.metrics {
+            let outcome = result.as_ref().map_or_else(Error::kind, |_| "ok");
+            m.reconciled(kind, outcome, started.elapsed().as_secs_f64());
         }
+        result
     }
 }
 
@@ -186,13 +186,39 @@ impl Reconciler<RecordKey> for Controllers {
 ///
 /// # Errors
 /// When dockerd does not answer.
-pub async fn owners_in_swarm(docker: &Docker) -> Result<std::collections::BTreeSet<RecordKey>, Error> {
+pub async fn owners_in_swarm(
+    docker: &Docker,
+) -> Result<std::collections::BTreeSet<RecordKey>, Error> {
     use crate::docker::labels::Owner;
     let mut labels = Vec::new();
-    labels.extend(docker.list_services(None).await?.into_iter().map(|s| s.spec.and_then(|s| s.labels)));
-    labels.extend(docker.list_networks(None).await?.into_iter().map(|n| n.labels));
-    labels.extend(docker.list_secrets(None).await?.into_iter().map(|s| s.spec.and_then(|s| s.labels)));
-    labels.extend(docker.list_configs(None).await?.into_iter().map(|c| c.spec.and_then(|s| s.labels)));
+    labels.extend(
+        docker
+            .list_services(None)
+            .await?
+            .into_iter()
+            .map(|s| s.spec.and_then(|s| s.labels)),
+    );
+    labels.extend(
+        docker
+            .list_networks(None)
+            .await?
+            .into_iter()
+            .map(|n| n.labels),
+    );
+    labels.extend(
+        docker
+            .list_secrets(None)
+            .await?
+            .into_iter()
+            .map(|s| s.spec.and_then(|s| s.labels)),
+    );
+    labels.extend(
+        docker
+            .list_configs(None)
+            .await?
+            .into_iter()
+            .map(|c| c.spec.and_then(|s| s.labels)),
+    );
     Ok(labels
         .iter()
         .filter_map(|l| Owner::from_labels(l.as_ref()))

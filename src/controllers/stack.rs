@@ -33,7 +33,9 @@ use crate::docker::{ServiceUpdate, TaskCounts, service_update_state};
 use crate::plan::convert::{self, SecretSource, StackObjects};
 use crate::plan::diff::{self, FieldDiff};
 use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
-use crate::plan::stack::{add_labels, compare_service, compose_path, keep_pinned_digest, network_ids, versioned_name};
+use crate::plan::stack::{
+    add_labels, compare_service, compose_path, keep_pinned_digest, network_ids, versioned_name,
+};
 use crate::runtime::Action;
 use crate::store::Versioned;
 
@@ -95,11 +97,19 @@ fn json_hash<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// Parses the record and converts its compose file into swarm objects.
-async fn desired(ctx: &Context, name: &str, value: serde_json::Value) -> Result<Result<Desired, Invalid>, Error> {
+async fn desired(
+    ctx: &Context,
+    name: &str,
+    value: serde_json::Value,
+) -> Result<Result<Desired, Invalid>, Error> {
     let record = match Record::from_value(value) {
         Ok(r) => r,
         Err(errors) => {
-            let msg = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let msg = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             return Ok(Err(Invalid(format!("invalid record: {msg}"))));
         }
     };
@@ -107,7 +117,9 @@ async fn desired(ctx: &Context, name: &str, value: serde_json::Value) -> Result<
         return Ok(Err(Invalid("record is not a Stack".into())));
     };
     let Some(compose) = spec.compose.as_ref() else {
-        return Ok(Err(Invalid("spec.compose is empty: apply stores composeFile inline".into())));
+        return Ok(Err(Invalid(
+            "spec.compose is empty: apply stores composeFile inline".into(),
+        )));
     };
     let objects = match convert::convert_stack(name, compose) {
         Ok(o) => o,
@@ -141,7 +153,13 @@ async fn desired(ctx: &Context, name: &str, value: serde_json::Value) -> Result<
         let SecretSource::Content(content) = &c.source else {
             return Ok(Err(Invalid(format!("config {:?} has no content", c.key))));
         };
-        configs.push(blob(&c.name, &c.labels, &owner_labels, &hash_hex(content), content)?);
+        configs.push(blob(
+            &c.name,
+            &c.labels,
+            &owner_labels,
+            &hash_hex(content),
+            content,
+        )?);
     }
     Ok(Ok(Desired {
         objects,
@@ -179,7 +197,9 @@ async fn read_secret(ctx: &Context, store_key: &str) -> Result<Option<Vec<u8>>, 
             "a secret key (--secret-key-file) is needed to read secret values".into(),
         ));
     };
-    key.open(&sealed).map(Some).map_err(|e| Error::Waiting(e.to_string()))
+    key.open(&sealed)
+        .map(Some)
+        .map_err(|e| Error::Waiting(e.to_string()))
 }
 
 /// IDs of the objects services refer to, by swarm name.
@@ -237,7 +257,8 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
     for name in &ext.secrets {
         match ctx.docker.secret_by_name(name).await? {
             Some(s) => {
-                ids.secrets.insert(name.clone(), (name.clone(), s.id.unwrap_or_default()));
+                ids.secrets
+                    .insert(name.clone(), (name.clone(), s.id.unwrap_or_default()));
             }
             None => missing.push(format!("secret {name:?}")),
         }
@@ -245,7 +266,8 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
     for name in &ext.configs {
         match ctx.docker.config_by_name(name).await? {
             Some(c) => {
-                ids.configs.insert(name.clone(), (name.clone(), c.id.unwrap_or_default()));
+                ids.configs
+                    .insert(name.clone(), (name.clone(), c.id.unwrap_or_default()));
             }
             None => missing.push(format!("config {name:?}")),
         }
@@ -257,7 +279,11 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
 fn drift_of(desired: &Desired, live: &Live, ids: &Ids) -> Vec<ObjectDrift> {
     let mut out = Vec::new();
     for net in &desired.objects.networks {
-        match live.networks.iter().find(|n| n.name.as_deref() == Some(&net.name)) {
+        match live
+            .networks
+            .iter()
+            .find(|n| n.name.as_deref() == Some(&net.name))
+        {
             None => out.push(object("network", &net.name, ObjectState::Missing, vec![])),
             Some(l) => {
                 let fields = network_diff(net, l);
@@ -268,8 +294,19 @@ fn drift_of(desired: &Desired, live: &Live, ids: &Ids) -> Vec<ObjectDrift> {
         }
     }
     for (what, blobs, names) in [
-        ("secret", &desired.secrets, live.secrets.iter().filter_map(secret_name).collect::<Vec<_>>()),
-        ("config", &desired.configs, live.configs.iter().filter_map(config_name).collect()),
+        (
+            "secret",
+            &desired.secrets,
+            live.secrets
+                .iter()
+                .filter_map(secret_name)
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "config",
+            &desired.configs,
+            live.configs.iter().filter_map(config_name).collect(),
+        ),
     ] {
         for b in blobs {
             if !names.contains(&b.versioned.as_str()) {
@@ -279,7 +316,11 @@ fn drift_of(desired: &Desired, live: &Live, ids: &Ids) -> Vec<ObjectDrift> {
     }
     for svc in &desired.objects.services {
         let spec = service_spec(svc, desired, ids);
-        match live.services.iter().find(|s| service_name(s) == Some(&svc.name)) {
+        match live
+            .services
+            .iter()
+            .find(|s| service_name(s) == Some(&svc.name))
+        {
             None => out.push(object("service", &svc.name, ObjectState::Missing, vec![])),
             Some(l) => {
                 let fields: Vec<FieldDiff> = compare_service(&spec, l)
@@ -335,10 +376,28 @@ struct Orphan {
 
 /// Owned objects the record no longer wants.
 fn orphans(desired: &Desired, live: &Live) -> Vec<Orphan> {
-    let services: HashSet<&str> = desired.objects.services.iter().map(|s| s.name.as_str()).collect();
-    let networks: HashSet<&str> = desired.objects.networks.iter().map(|n| n.name.as_str()).collect();
-    let secrets: HashSet<&str> = desired.secrets.iter().map(|b| b.versioned.as_str()).collect();
-    let configs: HashSet<&str> = desired.configs.iter().map(|b| b.versioned.as_str()).collect();
+    let services: HashSet<&str> = desired
+        .objects
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    let networks: HashSet<&str> = desired
+        .objects
+        .networks
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    let secrets: HashSet<&str> = desired
+        .secrets
+        .iter()
+        .map(|b| b.versioned.as_str())
+        .collect();
+    let configs: HashSet<&str> = desired
+        .configs
+        .iter()
+        .map(|b| b.versioned.as_str())
+        .collect();
     let mut out = Vec::new();
     let mut push = |object, name: Option<&str>, id: &Option<String>, keep: &HashSet<&str>| {
         if let Some(name) = name
@@ -370,11 +429,16 @@ fn orphans(desired: &Desired, live: &Live) -> Vec<Orphan> {
 ///
 /// Swarm refuses to remove a secret, config or network still in use (a task
 /// of a removed service may linger); that is not an error, the next pass retries.
-async fn remove_orphans(ctx: &Context, key: &RecordKey, orphans: Vec<Orphan>) -> Result<bool, Error> {
+async fn remove_orphans(
+    ctx: &Context,
+    key: &RecordKey,
+    orphans: Vec<Orphan>,
+) -> Result<bool, Error> {
     let mut lingering = false;
     for o in orphans.iter().filter(|o| o.object == "service") {
         ctx.docker.remove_service(&o.id).await?;
-        ctx.event(key, false, "Removed", format!("removed service {}", o.name)).await;
+        ctx.event(key, false, "Removed", format!("removed service {}", o.name))
+            .await;
     }
     for o in orphans.iter().filter(|o| o.object != "service") {
         let removed = match o.object {
@@ -384,7 +448,13 @@ async fn remove_orphans(ctx: &Context, key: &RecordKey, orphans: Vec<Orphan>) ->
         };
         match removed {
             Ok(()) => {
-                ctx.event(key, false, "Removed", format!("removed {} {}", o.object, o.name)).await;
+                ctx.event(
+                    key,
+                    false,
+                    "Removed",
+                    format!("removed {} {}", o.object, o.name),
+                )
+                .await;
             }
             Err(err) if err.is_transient() || err.is_in_use() => {
                 tracing::debug!(record = %key, object = o.object, name = %o.name, %err, "not removable yet");
@@ -400,7 +470,11 @@ async fn remove_orphans(ctx: &Context, key: &RecordKey, orphans: Vec<Orphan>) ->
 ///
 /// # Errors
 /// Transient failures of etcd or dockerd, retried with backoff by the runtime.
-pub async fn reconcile(ctx: &Context, key: &RecordKey, stored: Option<Versioned>) -> Result<Action, Error> {
+pub async fn reconcile(
+    ctx: &Context,
+    key: &RecordKey,
+    stored: Option<Versioned>,
+) -> Result<Action, Error> {
     let owner = Owner::new("Stack", &key.name);
     let live = Live::observe(ctx, &owner).await?;
     let Some(stored) = stored else {
@@ -415,7 +489,9 @@ pub async fn reconcile(ctx: &Context, key: &RecordKey, stored: Option<Versioned>
         if lingering {
             return Ok(Action::requeue(std::time::Duration::from_secs(2)));
         }
-        ctx.store.delete_status(key.kind.as_str(), &key.name).await?;
+        ctx.store
+            .delete_status(key.kind.as_str(), &key.name)
+            .await?;
         return Ok(Action::await_change());
     };
     let generation = stored.mod_revision;
@@ -450,7 +526,11 @@ pub async fn reconcile(ctx: &Context, key: &RecordKey, stored: Option<Versioned>
     let drift = drift_of(&desired, &live, &ids);
     if !self_heal {
         let status = Status {
-            phase: if drift.is_empty() { Phase::Ready } else { Phase::Degraded },
+            phase: if drift.is_empty() {
+                Phase::Ready
+            } else {
+                Phase::Degraded
+            },
             observed_revision: generation,
             message: if drift.is_empty() {
                 String::new()
@@ -485,11 +565,27 @@ fn known_ids(desired: &Desired, live: &Live, ids: &mut Ids) {
         }
     }
     for (blobs, map, names) in [
-        (&desired.secrets, &mut ids.secrets, live.secrets.iter().map(|s| (secret_name(s), &s.id)).collect::<Vec<_>>()),
-        (&desired.configs, &mut ids.configs, live.configs.iter().map(|c| (config_name(c), &c.id)).collect()),
+        (
+            &desired.secrets,
+            &mut ids.secrets,
+            live.secrets
+                .iter()
+                .map(|s| (secret_name(s), &s.id))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            &desired.configs,
+            &mut ids.configs,
+            live.configs
+                .iter()
+                .map(|c| (config_name(c), &c.id))
+                .collect(),
+        ),
     ] {
         for b in blobs {
-            if let Some((_, Some(id))) = names.iter().find(|(n, _)| *n == Some(b.versioned.as_str())) {
+            if let Some((_, Some(id))) =
+                names.iter().find(|(n, _)| *n == Some(b.versioned.as_str()))
+            {
                 map.insert(b.logical.clone(), (b.versioned.clone(), id.clone()));
             }
         }
@@ -497,7 +593,13 @@ fn known_ids(desired: &Desired, live: &Live, ids: &mut Ids) {
 }
 
 /// Creates what is missing and updates what differs, in dependency order.
-async fn converge(ctx: &Context, key: &RecordKey, desired: &Desired, live: &Live, ids: &mut Ids) -> Result<(), Error> {
+async fn converge(
+    ctx: &Context,
+    key: &RecordKey,
+    desired: &Desired,
+    live: &Live,
+    ids: &mut Ids,
+) -> Result<(), Error> {
     for net in &desired.objects.networks {
         if ids.networks.contains_key(&net.name) {
             continue;
@@ -505,9 +607,17 @@ async fn converge(ctx: &Context, key: &RecordKey, desired: &Desired, live: &Live
         let mut spec = net.spec.clone();
         add_labels(&mut spec.labels, &desired.owner_labels);
         let hash = json_hash(&net.spec);
-        spec.labels.get_or_insert_with(HashMap::new).insert(SPEC_HASH.into(), hash);
+        spec.labels
+            .get_or_insert_with(HashMap::new)
+            .insert(SPEC_HASH.into(), hash);
         let id = ctx.docker.create_network(spec).await?;
-        ctx.event(key, false, "Created", format!("created network {}", net.name)).await;
+        ctx.event(
+            key,
+            false,
+            "Created",
+            format!("created network {}", net.name),
+        )
+        .await;
         ids.networks.insert(net.name.clone(), id);
     }
     for b in &desired.secrets {
@@ -521,8 +631,15 @@ async fn converge(ctx: &Context, key: &RecordKey, desired: &Desired, live: &Live
             ..Default::default()
         };
         let id = ctx.docker.create_secret(spec).await?;
-        ctx.event(key, false, "Created", format!("created secret {}", b.versioned)).await;
-        ids.secrets.insert(b.logical.clone(), (b.versioned.clone(), id));
+        ctx.event(
+            key,
+            false,
+            "Created",
+            format!("created secret {}", b.versioned),
+        )
+        .await;
+        ids.secrets
+            .insert(b.logical.clone(), (b.versioned.clone(), id));
     }
     for b in &desired.configs {
         if ids.configs.contains_key(&b.logical) {
@@ -535,27 +652,48 @@ async fn converge(ctx: &Context, key: &RecordKey, desired: &Desired, live: &Live
             ..Default::default()
         };
         let id = ctx.docker.create_config(spec).await?;
-        ctx.event(key, false, "Created", format!("created config {}", b.versioned)).await;
-        ids.configs.insert(b.logical.clone(), (b.versioned.clone(), id));
+        ctx.event(
+            key,
+            false,
+            "Created",
+            format!("created config {}", b.versioned),
+        )
+        .await;
+        ids.configs
+            .insert(b.logical.clone(), (b.versioned.clone(), id));
     }
     for svc in &desired.objects.services {
         let spec = service_spec(svc, desired, ids);
-        let current = owned_name(&live.services, service_name, &svc.name).map(|i| &live.services[i]);
+        let current =
+            owned_name(&live.services, service_name, &svc.name).map(|i| &live.services[i]);
         match current {
             None => {
                 ctx.docker.create_service(spec, None).await?;
-                ctx.event(key, false, "Created", format!("created service {}", svc.name)).await;
+                ctx.event(
+                    key,
+                    false,
+                    "Created",
+                    format!("created service {}", svc.name),
+                )
+                .await;
             }
             Some(current) => {
                 let update = ctx
                     .docker
                     .update_service(current, None, |fresh| {
                         let live_spec = fresh.spec.clone().unwrap_or_default();
-                        (!compare_service(&spec, fresh).is_empty()).then(|| keep_pinned_digest(&spec, &live_spec))
+                        (!compare_service(&spec, fresh).is_empty())
+                            .then(|| keep_pinned_digest(&spec, &live_spec))
                     })
                     .await?;
                 if update == ServiceUpdate::Updated {
-                    ctx.event(key, false, "Updated", format!("updated service {}", svc.name)).await;
+                    ctx.event(
+                        key,
+                        false,
+                        "Updated",
+                        format!("updated service {}", svc.name),
+                    )
+                    .await;
                 }
             }
         }
@@ -592,7 +730,10 @@ fn status_of(desired: &Desired, after: &Live, generation: i64, drift: Vec<Object
     let mut conditions = Vec::new();
     let mut phase = Phase::Ready;
     for svc in &desired.objects.services {
-        let live = after.services.iter().find(|s| service_name(s) == Some(&svc.name));
+        let live = after
+            .services
+            .iter()
+            .find(|s| service_name(s) == Some(&svc.name));
         let (ready, message) = match live {
             None => (false, "not created".to_string()),
             Some(s) => {
@@ -600,7 +741,13 @@ fn status_of(desired: &Desired, after: &Live, generation: i64, drift: Vec<Object
                 match service_update_state(s) {
                     Some(state) if state.is_degraded() => {
                         phase = Phase::Degraded;
-                        (false, format!("update {state:?}; {}/{} tasks running", counts.running, counts.desired))
+                        (
+                            false,
+                            format!(
+                                "update {state:?}; {}/{} tasks running",
+                                counts.running, counts.desired
+                            ),
+                        )
                     }
                     _ => (
                         counts.is_ready(),
@@ -633,7 +780,11 @@ fn status_of(desired: &Desired, after: &Live, generation: i64, drift: Vec<Object
 ///
 /// # Errors
 /// When etcd or dockerd fails.
-pub async fn drift(ctx: &Context, name: &str, stored: Option<Versioned>) -> Result<RecordDrift, Error> {
+pub async fn drift(
+    ctx: &Context,
+    name: &str,
+    stored: Option<Versioned>,
+) -> Result<RecordDrift, Error> {
     let owner = Owner::new("Stack", name);
     let live = Live::observe(ctx, &owner).await?;
     let mut report = RecordDrift {

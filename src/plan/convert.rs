@@ -51,7 +51,7 @@ pub enum ConvertError {
 }
 
 /// Everything a stack creates, in the order it must be created.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StackObjects {
     pub networks: Vec<NetworkObject>,
     pub secrets: Vec<SecretObject>,

@@ -325,6 +325,11 @@ fn load_document(
             stack_loader.prepare(spec, folder);
         }
     }
+    // A compose file that could not be read or interpolated would only repeat its
+    // problems as validation errors of the text left in place.
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let mut record = match Record::from_value(document) {
         Ok(record) => record,
         Err(record_errors) => {
@@ -799,6 +804,9 @@ services:
         target: /cache
     configs: [site]
     secrets: [token]
+volumes:
+  data: {}
+  cache: {}
 configs:
   site:
     file: ./site.conf

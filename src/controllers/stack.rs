@@ -92,8 +92,38 @@ fn hash_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// A hash of the JSON form with object keys sorted: label maps are `HashMap`s,
+/// whose order changes from one process to the next.
 fn json_hash<T: serde::Serialize>(v: &T) -> String {
-    hash_hex(&serde_json::to_vec(v).unwrap_or_default())
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().collect())
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    let value = sorted(serde_json::to_value(v).unwrap_or_default());
+    hash_hex(value.to_string().as_bytes())
+}
+
+/// The network as swarmkeeper creates it: the converted request plus ownership labels.
+fn network_request(
+    net: &convert::NetworkObject,
+    desired: &Desired,
+) -> bollard::models::NetworkCreateRequest {
+    let mut spec = net.spec.clone();
+    add_labels(&mut spec.labels, &desired.owner_labels);
+    let hash = json_hash(&spec);
+    spec.labels
+        .get_or_insert_with(HashMap::new)
+        .insert(SPEC_HASH.into(), hash);
+    spec
 }
 
 /// Parses the record and converts its compose file into swarm objects.
@@ -286,7 +316,7 @@ fn drift_of(desired: &Desired, live: &Live, ids: &Ids) -> Vec<ObjectDrift> {
         {
             None => out.push(object("network", &net.name, ObjectState::Missing, vec![])),
             Some(l) => {
-                let fields = network_diff(net, l);
+                let fields = network_diff(&network_request(net, desired), l);
                 if !fields.is_empty() {
                     out.push(object("network", &net.name, ObjectState::Changed, fields));
                 }
@@ -325,7 +355,6 @@ fn drift_of(desired: &Desired, live: &Live, ids: &Ids) -> Vec<ObjectDrift> {
             Some(l) => {
                 let fields: Vec<FieldDiff> = compare_service(&spec, l)
                     .into_iter()
-                    .filter(|f| !f.path.starts_with("Labels.swarmkeeper.spec-hash"))
                     .map(|f| FieldDiff {
                         path: compose_path(&svc.key, &f.path),
                         ..f
@@ -352,12 +381,12 @@ fn object(what: &str, name: &str, state: ObjectState, fields: Vec<FieldDiff>) ->
     }
 }
 
-fn network_diff(desired: &convert::NetworkObject, live: &Network) -> Vec<FieldDiff> {
+fn network_diff(desired: &bollard::models::NetworkCreateRequest, live: &Network) -> Vec<FieldDiff> {
     let want = serde_json::json!({
-        "Driver": desired.spec.driver,
-        "Attachable": desired.spec.attachable,
-        "Internal": desired.spec.internal,
-        "Labels": desired.spec.labels,
+        "Driver": desired.driver,
+        "Attachable": desired.attachable,
+        "Internal": desired.internal,
+        "Labels": desired.labels,
     });
     let have = serde_json::json!({
         "Driver": live.driver,

@@ -43,11 +43,28 @@ const fn d(path: &'static str, value: Option<&'static str>) -> DaemonDefault {
 /// An image that did not change keeps the digest the live spec pins
 /// (`image:tag@sha256:...`), as `docker stack deploy` keeps it, so a pinned
 /// digest is never reported or rewritten.
+///
+/// bollard reads the live healthcheck under `HealthCheck` while dockerd writes
+/// `Healthcheck`, so a live healthcheck always reads as missing. When the live
+/// service carries the desired spec hash, it was written from this very spec,
+/// healthcheck included, and the missing healthcheck is not drift.
 pub fn compare_service(desired: &ServiceSpec, live: &Service) -> Vec<FieldDiff> {
     let live_spec = live.spec.clone().unwrap_or_default();
     let desired = keep_pinned_digest(desired, &live_spec);
+    let hash = |s: &ServiceSpec| s.labels.as_ref().and_then(|l| l.get(SPEC_HASH)).cloned();
+    let written_from_desired = hash(&desired).is_some() && hash(&desired) == hash(&live_spec);
     diff::diff(&to_json(&desired), &to_json(&live_spec), SERVICE_DEFAULTS)
+        .into_iter()
+        .filter(|f| {
+            !(written_from_desired
+                && f.live.is_none()
+                && f.path.starts_with("TaskTemplate.ContainerSpec.HealthCheck"))
+        })
+        .collect()
 }
+
+/// The label holding the hash of the spec an object was written from.
+const SPEC_HASH: &str = crate::docker::labels::SPEC_HASH;
 
 /// The desired spec with the live image when that is the desired image plus a digest.
 pub fn keep_pinned_digest(desired: &ServiceSpec, live: &ServiceSpec) -> ServiceSpec {

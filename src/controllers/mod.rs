@@ -4,6 +4,7 @@
 //! writes what came of it (status, events). Reconcilers never branch on why
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
+pub mod network;
 pub mod stack;
 pub mod status;
 
@@ -145,6 +146,7 @@ impl Controllers {
             .await?;
         match key.kind {
             Kind::Stack => stack::reconcile(&self.ctx, &key, stored).await,
+            Kind::Network => network::reconcile(&self.ctx, &key, stored).await,
             _ => {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.

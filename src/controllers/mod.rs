@@ -5,6 +5,7 @@
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
 pub mod network;
+pub mod secret;
 pub mod stack;
 pub mod status;
 
@@ -147,6 +148,7 @@ impl Controllers {
         match key.kind {
             Kind::Stack => stack::reconcile(&self.ctx, &key, stored).await,
             Kind::Network => network::reconcile(&self.ctx, &key, stored).await,
+            Kind::Secret => secret::reconcile(&self.ctx, &key, stored).await,
             _ => {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.

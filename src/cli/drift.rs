@@ -1,6 +1,6 @@
 //! `drift`: the records in etcd against the live swarm, field by field.
 
-use crate::controllers::{self, Context, RecordKey, network, stack};
+use crate::controllers::{self, Context, RecordKey, network, node, stack};
 use crate::docker::Docker;
 use crate::plan::drift::DriftReport;
 use crate::report;
@@ -45,6 +45,7 @@ async fn record_drift(
     match key.kind {
         crate::api::Kind::Stack => Ok(Some(stack::drift(ctx, &key.name, stored).await?)),
         crate::api::Kind::Network => Ok(Some(network::drift(ctx, &key.name, stored).await?)),
+        crate::api::Kind::Node => Ok(Some(node::drift(ctx, &key.name, stored).await?)),
         _ => Ok(None),
     }
 }

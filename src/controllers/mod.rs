@@ -5,6 +5,7 @@
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
 pub mod network;
+pub mod node;
 pub mod secret;
 pub mod stack;
 pub mod status;
@@ -149,6 +150,7 @@ impl Controllers {
             Kind::Stack => stack::reconcile(&self.ctx, &key, stored).await,
             Kind::Network => network::reconcile(&self.ctx, &key, stored).await,
             Kind::Secret => secret::reconcile(&self.ctx, &key, stored).await,
+            Kind::Node => node::reconcile(&self.ctx, &key, stored).await,
             _ => {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.

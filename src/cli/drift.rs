@@ -64,7 +64,10 @@ pub async fn drift(
     let kind = kind.map(parse_kind).transpose()?;
     let ctx = Context {
         store: global.store().await?,
-        docker: Docker::connect().await.map_err(Failure::error)?,
+        docker: Docker::connect()
+            .await
+            .map_err(Failure::error)?
+            .scoped(&global.prefix),
         secret_key: global.secret_key()?,
         resync: std::time::Duration::from_secs(300),
     };

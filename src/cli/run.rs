@@ -38,7 +38,10 @@ const LEASE_TTL: Duration = Duration::from_secs(15);
 /// When etcd or dockerd cannot be reached at start, or the HTTP address is taken.
 pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
     let store = global.store().await?;
-    let docker = Docker::connect().await.map_err(Failure::error)?;
+    let docker = Docker::connect()
+        .await
+        .map_err(Failure::error)?
+        .scoped(&global.prefix);
     let metrics = Arc::new(Metrics::new(&docker));
     let controllers = Arc::new(Controllers {
         ctx: Context {

@@ -22,10 +22,15 @@ use crate::runtime::Action;
 use crate::store::Versioned;
 
 /// The network swarmkeeper creates for a record.
-pub fn request(name: &str, spec: &NetworkSpec) -> NetworkCreateRequest {
-    let owner = Owner::new("Network", name);
+///
+/// `owner_labels` are the ownership labels ([`crate::docker::Docker::owner_labels`]).
+pub fn request(
+    name: &str,
+    spec: &NetworkSpec,
+    owner_labels: HashMap<String, String>,
+) -> NetworkCreateRequest {
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
-    labels.extend(owner.labels());
+    labels.extend(owner_labels);
     let mut options: HashMap<String, String> = spec.options.clone().into_iter().collect();
     if spec.encrypted {
         // The docker CLI's `--opt encrypted` sets the option with an empty value.
@@ -165,7 +170,7 @@ pub async fn reconcile(
         Ok(s) => s,
         Err(msg) => return ctx.fail(key, generation, msg).await,
     };
-    let want = request(&key.name, &spec);
+    let want = request(&key.name, &spec, ctx.docker.owner_labels(&owner));
     let mut status = Status {
         phase: Phase::Ready,
         observed_revision: generation,
@@ -261,7 +266,7 @@ pub async fn drift(
                 .objects
                 .push(object(ObjectState::Missing, Vec::new())),
             Some(n) => {
-                let fields = compare(&request(name, &spec), n);
+                let fields = compare(&request(name, &spec, ctx.docker.owner_labels(&owner)), n);
                 if !fields.is_empty() {
                     report.objects.push(object(ObjectState::Changed, fields));
                 }
@@ -306,20 +311,32 @@ mod tests {
 
     #[test]
     fn a_network_as_created_has_no_drift() {
-        let req = request("frontend", &spec(true));
+        let req = request(
+            "frontend",
+            &spec(true),
+            Owner::new("Network", "frontend").labels(),
+        );
         assert_eq!(compare(&req, &live_from(&req)), vec![]);
     }
 
     #[test]
     fn encryption_and_labels_are_owned_and_compared() {
-        let req = request("backend", &spec(true));
+        let req = request(
+            "backend",
+            &spec(true),
+            Owner::new("Network", "backend").labels(),
+        );
         let labels = req.labels.clone().unwrap_or_default();
         assert_eq!(
             labels.get("swarmkeeper.owner").map(String::as_str),
             Some("Network.backend")
         );
         assert_eq!(labels.get("team").map(String::as_str), Some("cats"));
-        let plain = live_from(&request("backend", &spec(false)));
+        let plain = live_from(&request(
+            "backend",
+            &spec(false),
+            Owner::new("Network", "backend").labels(),
+        ));
         let paths: Vec<String> = compare(&req, &plain).into_iter().map(|f| f.path).collect();
         assert!(paths.contains(&"Encrypted".to_string()), "{paths:?}");
     }

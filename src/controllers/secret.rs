@@ -147,7 +147,7 @@ pub async fn reconcile(
         None => {
             let mut labels: std::collections::HashMap<String, String> =
                 spec.labels.clone().into_iter().collect();
-            labels.extend(owner.labels());
+            labels.extend(ctx.docker.owner_labels(&owner));
             labels.insert(SPEC_HASH.into(), digest);
             let created = ctx
                 .docker

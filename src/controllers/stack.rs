@@ -156,7 +156,8 @@ async fn desired(
         Err(e) => return Ok(Err(Invalid(e.to_string()))),
     };
     let owner = Owner::new("Stack", name);
-    let owner_labels: BTreeMap<String, String> = owner.labels().into_iter().collect();
+    let owner_labels: BTreeMap<String, String> =
+        ctx.docker.owner_labels(&owner).into_iter().collect();
     let mut secrets = Vec::new();
     for s in &objects.secrets {
         let content = match &s.source {

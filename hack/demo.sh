@@ -178,13 +178,18 @@ main() {
 
 	banner "Drift made by hand"
 	show docker service scale --detach whoami_whoami=1
+	show docker service update --detach --env-add DEMO=by-hand whoami_whoami
+	# The whole report (records whose kinds have no controller yet wait, and say so)...
+	show "$SWARMKEEPER" drift -o markdown || true
+	# ...and the stack changed by hand, as a CI job would check it.
 	local rc=0
-	show "$SWARMKEEPER" drift --exit-code || rc=$?
+	show "$SWARMKEEPER" drift stack whoami --exit-code || rc=$?
 	[[ $rc -eq 2 ]] || die "drift should have been found (exit code 2), got $rc"
 
 	banner "Heal"
 	show "$SWARMKEEPER" run --once
-	show "$SWARMKEEPER" drift --exit-code
+	show "$SWARMKEEPER" drift stack whoami --exit-code
+	show "$SWARMKEEPER" describe stack whoami
 	log "demo done"
 }
 

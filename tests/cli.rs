@@ -86,7 +86,10 @@ impl Cli {
             .output()
             .expect("cannot run the swarmkeeper binary");
         Run {
-            code: output.status.code().expect("swarmkeeper was killed by a signal"),
+            code: output
+                .status
+                .code()
+                .expect("swarmkeeper was killed by a signal"),
             stdout: String::from_utf8(output.stdout).expect("stdout is not UTF-8"),
             stderr: String::from_utf8(output.stderr).expect("stderr is not UTF-8"),
         }
@@ -182,7 +185,9 @@ fn id_of(doc: &Value) -> String {
     format!(
         "{}/{}",
         doc["kind"].as_str().expect("a record has a kind"),
-        doc["metadata"]["name"].as_str().expect("a record has a name")
+        doc["metadata"]["name"]
+            .as_str()
+            .expect("a record has a name")
     )
 }
 
@@ -195,7 +200,9 @@ async fn every_example_passes_dry_run_alone_and_as_a_folder() {
             .into_iter()
             .map(|(id, _)| format!("{id} created (dry run)"))
             .collect();
-        let run = cli.run(&["apply", "--dry-run", "-f", path_str(&file)]).expect(0);
+        let run = cli
+            .run(&["apply", "--dry-run", "-f", path_str(&file)])
+            .expect(0);
         assert_eq!(run.lines(), expected, "{}", file.display());
         all.extend(expected);
     }
@@ -225,7 +232,9 @@ async fn apply_then_get_yaml_round_trips_and_reapply_changes_nothing() {
     assert_eq!(got.len(), expected.len(), "{yaml}");
 
     // The literal value is sealed away; only a keyed digest stays in the record.
-    let db_user = got.get_mut("Secret/db_user").expect("Secret/db_user missing");
+    let db_user = got
+        .get_mut("Secret/db_user")
+        .expect("Secret/db_user missing");
     let value = db_user["spec"]["value"]
         .as_object_mut()
         .expect("spec.value is a mapping");
@@ -251,7 +260,11 @@ async fn apply_then_get_yaml_round_trips_and_reapply_changes_nothing() {
         .expect("get -o json is not JSON");
     assert_eq!(json.len(), docs.len());
     for doc in &docs {
-        assert!(json.contains(doc), "{} differs between yaml and json", id_of(doc));
+        assert!(
+            json.contains(doc),
+            "{} differs between yaml and json",
+            id_of(doc)
+        );
     }
 
     let before = cli.revisions().await;
@@ -262,7 +275,11 @@ async fn apply_then_get_yaml_round_trips_and_reapply_changes_nothing() {
         .map(|(id, _)| format!("{id} unchanged"))
         .collect();
     assert_eq!(run.lines(), unchanged);
-    assert_eq!(cli.revisions().await, before, "a no-op apply bumped a revision");
+    assert_eq!(
+        cli.revisions().await,
+        before,
+        "a no-op apply bumped a revision"
+    );
 }
 
 /// A record that is fine on its own, to show a bad neighbour stops it too.
@@ -303,7 +320,9 @@ fn invalid_inputs() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ),
         (
             "bad-name",
-            format!("{envelope}kind: Network\nmetadata: {{name: Bad_Name}}\nspec: {{driver: overlay}}\n"),
+            format!(
+                "{envelope}kind: Network\nmetadata: {{name: Bad_Name}}\nspec: {{driver: overlay}}\n"
+            ),
             vec!["document 1", "Network/Bad_Name", "metadata.name:"],
         ),
         (
@@ -311,7 +330,13 @@ fn invalid_inputs() -> Vec<(&'static str, String, Vec<&'static str>)> {
             format!(
                 "{envelope}kind: Stack\nmetadata: {{name: web}}\nspec:\n  compose:\n    services:\n      web:\n        image: nginx\n        deploy:\n          replicas: \"two\"\n"
             ),
-            vec!["document 1", "Stack/web", "spec.compose", "services.web.deploy.replicas", "\"two\""],
+            vec![
+                "document 1",
+                "Stack/web",
+                "spec.compose",
+                "services.web.deploy.replicas",
+                "\"two\"",
+            ],
         ),
         (
             "port-not-a-number",
@@ -325,7 +350,12 @@ fn invalid_inputs() -> Vec<(&'static str, String, Vec<&'static str>)> {
             format!(
                 "{envelope}kind: Stack\nmetadata: {{name: web}}\nspec:\n  compose:\n    services:\n      web:\n        image: nginx\n        networks: [nowhere]\n"
             ),
-            vec!["document 1", "Stack/web", "spec.compose.services.web.networks[0]:", "\"nowhere\""],
+            vec![
+                "document 1",
+                "Stack/web",
+                "spec.compose.services.web.networks[0]:",
+                "\"nowhere\"",
+            ],
         ),
         (
             "bad-second-document",
@@ -391,7 +421,10 @@ async fn every_problem_of_an_apply_is_reported_at_once() {
 async fn apply_of_300_records_works_and_reapplies_unchanged() {
     let cli = Cli::new("three-hundred").await;
     for i in 0..300 {
-        cli.write(&format!("many/net-{i:03}.yaml"), &network(&format!("net-{i:03}")));
+        cli.write(
+            &format!("many/net-{i:03}.yaml"),
+            &network(&format!("net-{i:03}")),
+        );
     }
     let folder = cli.dir.path().join("many");
     let run = cli.run(&["apply", "-f", path_str(&folder)]).expect(0);
@@ -421,6 +454,21 @@ async fn prune_deletes_only_records_of_the_source_gone_from_the_files() {
     cli.run(&args).expect(0);
     cli.run(&["apply", "-f", path_str(&loose)]).expect(0);
 
+    // Without --prune, and in a dry run, the source keeps net-b.
+    cli.run(&["apply", "-f", path_str(&a), "--source", "git"])
+        .expect(0);
+    let mut args = vec!["apply", "-f", path_str(&a), "--dry-run"];
+    args.extend(with_source);
+    let run = cli.run(&args).expect(0);
+    assert_eq!(
+        run.lines(),
+        [
+            "Network/net-a unchanged (dry run)",
+            "Network/net-b deleted (dry run)"
+        ]
+    );
+    assert!(cli.record("Network", "net-b").await.is_some());
+
     let mut args = vec!["apply", "-f", path_str(&a)];
     args.extend(with_source);
     let run = cli.run(&args).expect(0);
@@ -428,7 +476,10 @@ async fn prune_deletes_only_records_of_the_source_gone_from_the_files() {
         run.lines(),
         ["Network/net-a unchanged", "Network/net-b deleted"]
     );
-    assert!(cli.record("Network", "net-b").await.is_none(), "net-b not pruned");
+    assert!(
+        cli.record("Network", "net-b").await.is_none(),
+        "net-b not pruned"
+    );
     assert!(cli.record("Network", "net-a").await.is_some());
     assert!(cli.record("Network", "net-loose").await.is_some());
 
@@ -437,8 +488,14 @@ async fn prune_deletes_only_records_of_the_source_gone_from_the_files() {
     let mut args = vec!["apply", "-f", path_str(&empty)];
     args.extend(with_source);
     let run = cli.run(&args).expect(0);
-    assert_eq!(run.lines(), ["Network/net-c created", "Network/net-a deleted"]);
-    assert!(cli.record("Network", "net-loose").await.is_some(), "a record without source was pruned");
+    assert_eq!(
+        run.lines(),
+        ["Network/net-c created", "Network/net-a deleted"]
+    );
+    assert!(
+        cli.record("Network", "net-loose").await.is_some(),
+        "a record without source was pruned"
+    );
     assert_eq!(
         cli.revisions().await.into_keys().collect::<Vec<_>>(),
         ["Network/net-c", "Network/net-loose"]
@@ -472,12 +529,16 @@ async fn secret_values_never_appear_in_etcd_or_in_any_output() {
         cli.run(&["get"]).expect(0),
         cli.run(&["get", "-o", "yaml"]).expect(0),
         cli.run(&["get", "-o", "json"]).expect(0),
-        cli.run(&["get", "secret", "canary", "-o", "json"]).expect(0),
+        cli.run(&["get", "secret", "canary", "-o", "json"])
+            .expect(0),
         cli.run(&["describe", "secret", "canary"]).expect(0),
         cli.run(&["describe", "stack", "app"]).expect(0),
         cli.run(&["events"]).expect(0),
     ];
-    assert_eq!(outputs[2].lines(), ["Secret/canary unchanged", "Stack/app unchanged"]);
+    assert_eq!(
+        outputs[2].lines(),
+        ["Secret/canary unchanged", "Stack/app unchanged"]
+    );
 
     let entries = cli.raw_entries().await;
     let secret_keys = entries
@@ -489,7 +550,10 @@ async fn secret_values_never_appear_in_etcd_or_in_any_output() {
         let value = String::from_utf8_lossy(value);
         for canary in [&literal, &in_file] {
             assert!(!key.contains(canary.as_str()), "{canary} in key {key}");
-            assert!(!value.contains(canary.as_str()), "{canary} in the value of {key}: {value}");
+            assert!(
+                !value.contains(canary.as_str()),
+                "{canary} in the value of {key}: {value}"
+            );
         }
     }
 
@@ -533,8 +597,17 @@ async fn delete_describe_events_and_usage_errors() {
         .expect(0);
 
     let described = cli.run(&["describe", "STACKS", "traefik"]).expect(0);
-    for needle in ["Kind:        Stack", "Name:        traefik", "not observed yet", "image: traefik:v2.10", "Events: none"] {
-        assert!(described.stdout.contains(needle), "{needle}: {described:#?}");
+    for needle in [
+        "Kind:        Stack",
+        "Name:        traefik",
+        "not observed yet",
+        "image: traefik:v2.10",
+        "Events: none",
+    ] {
+        assert!(
+            described.stdout.contains(needle),
+            "{needle}: {described:#?}"
+        );
     }
     let events = cli.run(&["events"]).expect(0);
     assert_eq!(events.lines(), ["Events: none"]);
@@ -553,9 +626,16 @@ async fn delete_describe_events_and_usage_errors() {
     let run = cli.run(&["delete", "-f", path_str(&cluster)]).expect(1);
     assert_eq!(
         run.lines(),
-        ["Node/docker04 deleted", "Node/docker05 deleted", "Network/backend deleted"]
+        [
+            "Node/docker04 deleted",
+            "Node/docker05 deleted",
+            "Network/backend deleted"
+        ]
     );
-    assert!(run.stderr.contains("Network/frontend not found"), "{run:#?}");
+    assert!(
+        run.stderr.contains("Network/frontend not found"),
+        "{run:#?}"
+    );
     assert!(cli.revisions().await.is_empty());
 
     cli.run(&["delete", "stack", "traefik"]).expect(1);
@@ -598,19 +678,34 @@ async fn diff_shows_created_unchanged_and_changed_fields() {
     let run = cli.run(&["diff", "-f", path_str(&wanted)]).expect(1);
     let lines = run.lines();
     assert_eq!(lines[0], "Network/net-same unchanged", "{run:#?}");
-    assert_eq!(lines[1], "Network/net-changed would be configured:", "{run:#?}");
-    assert!(lines.contains(&"  spec.attachable: true -> false"), "{run:#?}");
-    assert!(
-        lines.iter().any(|l| l.starts_with("  spec.labels") && l.contains("cats")),
+    assert_eq!(
+        lines[1], "Network/net-changed would be configured:",
         "{run:#?}"
     );
-    assert_eq!(lines.last(), Some(&"Network/net-new would be created"), "{run:#?}");
+    assert!(
+        lines.contains(&"  spec.attachable: true -> false"),
+        "{run:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  spec.labels") && l.contains("cats")),
+        "{run:#?}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"Network/net-new would be created"),
+        "{run:#?}"
+    );
     assert_eq!(cli.revisions().await, before, "diff wrote to etcd");
 
     let run = cli.run(&["diff", "-f", path_str(&applied)]).expect(0);
     assert_eq!(
         run.lines(),
-        ["Network/net-same unchanged", "Network/net-changed unchanged"]
+        [
+            "Network/net-same unchanged",
+            "Network/net-changed unchanged"
+        ]
     );
 }
 
@@ -636,7 +731,10 @@ async fn compose_file_and_its_file_configs_are_stored_inline() {
     let stored: Value = serde_json::from_str(&json.stdout).expect("get -o json is not JSON");
     let spec = &stored["spec"];
     assert!(spec.get("composeFile").is_none(), "{spec}");
-    assert_eq!(spec["compose"]["services"]["web"]["image"], "nginx", "{spec}");
+    assert_eq!(
+        spec["compose"]["services"]["web"]["image"], "nginx",
+        "{spec}"
+    );
     let config = &spec["compose"]["configs"]["site"];
     assert_eq!(config["content"], site, "{spec}");
     assert!(config.get("file").is_none(), "{spec}");

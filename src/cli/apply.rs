@@ -205,8 +205,18 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
         println!("{r} deleted");
     }
     if let Some(source) = &opts.source {
+        // Without --prune the records of earlier applies are still the source's:
+        // forgetting them here would keep a later --prune from ever deleting them.
+        let mut owned = current;
+        owned.extend(
+            previous
+                .iter()
+                .flat_map(|prev| &prev.records)
+                .filter(|r| !pruned.contains(*r))
+                .cloned(),
+        );
         let record = SourceRecord {
-            records: current.into_iter().collect(),
+            records: owned.into_iter().collect(),
             commit: opts.commit.clone(),
             applied_at: jiff::Timestamp::now(),
         };

@@ -333,8 +333,7 @@ fn invalid_inputs() -> Vec<(&'static str, String, Vec<&'static str>)> {
             vec![
                 "document 1",
                 "Stack/web",
-                "spec.compose",
-                "services.web.deploy.replicas",
+                "spec.compose.services.web.deploy.replicas:",
                 "\"two\"",
             ],
         ),

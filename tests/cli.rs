@@ -13,7 +13,7 @@ use std::process::Command;
 use etcd_client::GetOptions;
 use serde_json::Value;
 use swarmkeeper::api::load::load_paths;
-use swarmkeeper::store::Store;
+use swarmkeeper::store::{SecretKey, Store};
 
 use common::{Etcd, unique_name};
 
@@ -104,22 +104,41 @@ impl Cli {
         path
     }
 
-    /// Every key and value under the prefix, straight from etcd.
-    async fn raw_entries(&self) -> Vec<(String, Vec<u8>)> {
+    /// Every key under the prefix, straight from etcd.
+    async fn raw_kvs(&self) -> Vec<etcd_client::KeyValue> {
         let mut client = self.store.raw_client();
-        let answer = client
+        let mut answer = client
             .get(
                 format!("{}/", self.store.prefix()),
                 Some(GetOptions::new().with_prefix()),
             )
             .await
             .expect("cannot list the prefix");
-        answer
-            .kvs()
+        answer.take_kvs()
+    }
+
+    /// Every key and value under the prefix.
+    async fn raw_entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.raw_kvs()
+            .await
             .iter()
             .map(|kv| {
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
                 (key, kv.value().to_vec())
+            })
+            .collect()
+    }
+
+    /// Every key under the prefix with its mod_revision.
+    async fn raw_revisions(&self) -> BTreeMap<String, i64> {
+        self.raw_kvs()
+            .await
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.mod_revision(),
+                )
             })
             .collect()
     }
@@ -565,6 +584,52 @@ async fn secret_values_never_appear_in_etcd_or_in_any_output() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn secret_value_is_rewritten_only_when_it_changes() {
+    let cli = Cli::new("secret-change").await;
+    let secret = |value: &str| {
+        format!(
+            "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Secret\nmetadata: {{name: token}}\nspec:\n  value: {{literal: \"{value}\"}}\n"
+        )
+    };
+    let file = cli.write("secret.yaml", &secret("first-value"));
+    let file = path_str(&file);
+    cli.run(&["apply", "-f", file]).expect(0);
+    let before = cli.raw_revisions().await;
+    let sealed_key = format!("{}/secrets/token", cli.store.prefix());
+    assert!(before.contains_key(&sealed_key), "{before:?}");
+
+    let run = cli.run(&["apply", "-f", file]).expect(0);
+    assert_eq!(run.lines(), ["Secret/token unchanged"]);
+    assert_eq!(
+        cli.raw_revisions().await,
+        before,
+        "an unchanged apply wrote to etcd"
+    );
+
+    let digest =
+        |record: Option<Value>| record.expect("Secret/token")["spec"]["value"]["digest"].clone();
+    let old_digest = digest(cli.record("Secret", "token").await);
+    cli.write("secret.yaml", &secret("second-value"));
+    let run = cli.run(&["apply", "-f", file]).expect(0);
+    assert_eq!(run.lines(), ["Secret/token configured"]);
+    assert_ne!(digest(cli.record("Secret", "token").await), old_digest);
+    let after = cli.raw_revisions().await;
+    assert!(
+        after[&sealed_key] > before[&sealed_key],
+        "the sealed value was not rewritten"
+    );
+
+    let key = SecretKey::from_file(&cli.key_file()).expect("the test key loads");
+    let sealed = cli
+        .store
+        .get_secret("token")
+        .await
+        .expect("cannot read the sealed value")
+        .expect("no sealed value");
+    assert_eq!(key.open(&sealed).expect("the value opens"), b"second-value");
 }
 
 #[tokio::test]

@@ -170,6 +170,15 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
     if let Some(key) = &key {
         for l in &loaded {
             for m in &l.secrets {
+                // Sealing draws a fresh nonce: rewriting an unchanged value would churn
+                // etcd on every GitOps run.
+                let stored = store
+                    .get_secret(&m.store_key)
+                    .await
+                    .map_err(Failure::error)?;
+                if stored.and_then(|s| key.open(&s).ok()).as_deref() == Some(m.value.expose()) {
+                    continue;
+                }
                 let sealed = key.seal(m.value.expose());
                 store
                     .put_secret(&m.store_key, &sealed)

@@ -70,13 +70,7 @@ impl Cli {
 
     /// Runs `swarmkeeper <args>` with no secret key configured.
     fn run_without_key(&self, args: &[&str]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_swarmkeeper"));
-        // Settings of whoever runs the tests must not leak into them.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SWARMKEEPER_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = binary();
         // Debug logs too must never show a secret.
         command.env("RUST_LOG", "debug");
         let output = command
@@ -159,6 +153,17 @@ impl Cli {
             .expect("cannot read a record")
             .map(|v| v.value)
     }
+}
+
+/// The binary, without the `SWARMKEEPER_*` settings of whoever runs the tests.
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarmkeeper"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SWARMKEEPER_") {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 fn path_str(path: &Path) -> &str {
@@ -803,4 +808,46 @@ async fn compose_file_and_its_file_configs_are_stored_inline() {
     assert_eq!(config["content"], site, "{spec}");
     assert!(config.get("file").is_none(), "{spec}");
     assert_eq!(cli.record("Stack", "app").await.as_ref(), Some(&stored));
+}
+
+#[tokio::test]
+async fn flags_can_come_from_the_environment() {
+    let cli = Cli::new("environment").await;
+    let file = cli.write("net.yaml", &network("from-env"));
+    let output = binary()
+        .env("SWARMKEEPER_ETCD_ENDPOINTS", Etcd::shared().endpoint())
+        .env("SWARMKEEPER_PREFIX", cli.store.prefix())
+        .env("SWARMKEEPER_SOURCE", "env-source")
+        .args(["apply", "-f", path_str(&file)])
+        .output()
+        .expect("cannot run the swarmkeeper binary");
+    assert!(output.status.success(), "{output:?}");
+    assert!(cli.record("Network", "from-env").await.is_some());
+    let source = cli
+        .store
+        .get_source("env-source")
+        .await
+        .expect("cannot read the source")
+        .expect("SWARMKEEPER_SOURCE was not recorded");
+    assert_eq!(source.records, ["Network/from-env"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_etcd_fails_with_exit_code_1_naming_it() {
+    let cli = Cli::new("unreachable").await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("no free port");
+        format!("http://{}", listener.local_addr().expect("bound"))
+    };
+    let file = cli.write("net.yaml", &network("lost"));
+    for args in [&["get"][..], &["apply", "-f", path_str(&file)]] {
+        let output = binary()
+            .args(["--etcd-endpoints", &dead, "--prefix", cli.store.prefix()])
+            .args(args)
+            .output()
+            .expect("cannot run the swarmkeeper binary");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&dead), "{args:?}: {stderr}");
+    }
 }

@@ -715,6 +715,9 @@ async fn delete_describe_events_and_usage_errors() {
         &["events", "widget/x"],
         &["apply", "--no-such-flag", "-f", path_str(&cluster)],
         &["delete", "stack"],
+        &["apply", "-f", path_str(&cluster), "--prune"],
+        &["apply", "-f", path_str(&cluster), "--source", "Not A Name"],
+        &["apply", "-f", "/no/such/file.yaml"],
         &["frobnicate"],
     ] {
         let run = cli.run(usage).expect(64);

@@ -293,6 +293,7 @@ async fn apply_then_get_yaml_round_trips_and_reapply_changes_nothing() {
 
     let before = cli.revisions().await;
     assert_eq!(before.len(), expected.len());
+    let raw_before = cli.raw_revisions().await;
     let run = cli.run(&["apply", "-f", path_str(&folder)]).expect(0);
     let unchanged: Vec<String> = expected
         .iter()
@@ -302,8 +303,10 @@ async fn apply_then_get_yaml_round_trips_and_reapply_changes_nothing() {
     assert_eq!(
         cli.revisions().await,
         before,
-        "a no-op apply bumped a revision"
+        "a no-op apply bumped a record's generation"
     );
+    // Nor was anything else (the sealed db_user value) rewritten.
+    assert_eq!(cli.raw_revisions().await, raw_before);
 }
 
 /// A record that is fine on its own, to show a bad neighbour stops it too.

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::FieldError;
 use super::backup_job::BackupJobSpec;
+use super::compose::{ComposeFile, join_path};
 use super::database_user::DatabaseUserSpec;
 use super::kind::Kind;
 use super::network::NetworkSpec;
@@ -73,16 +74,24 @@ impl Spec {
     fn from_value(kind: Kind, value: Value) -> Result<Spec, FieldError> {
         fn typed<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
             serde_path_to_error::deserialize(value).map_err(|err| {
-                let path = match err.path().to_string().as_str() {
-                    "." => "spec".to_owned(),
-                    inner if inner.starts_with('[') => format!("spec{inner}"),
-                    inner => format!("spec.{inner}"),
-                };
-                FieldError::new(path, err.into_inner().to_string())
+                FieldError::new(join_path("spec", err.path()), err.into_inner().to_string())
             })
         }
+        /// The compose file is parsed on its own, so its errors carry their whole path
+        /// (`spec.compose.services.web.deploy.replicas`) instead of stopping at `spec.compose`.
+        fn stack(mut value: Value) -> Result<StackSpec, FieldError> {
+            let compose = match value
+                .as_object_mut()
+                .and_then(|spec| spec.remove("compose"))
+            {
+                None | Some(Value::Null) => None,
+                Some(compose) => Some(ComposeFile::from_value(compose, "spec.compose")?),
+            };
+            let spec: StackSpec = typed(value)?;
+            Ok(StackSpec { compose, ..spec })
+        }
         Ok(match kind {
-            Kind::Stack => Spec::Stack(typed(value)?),
+            Kind::Stack => Spec::Stack(stack(value)?),
             Kind::Network => Spec::Network(typed(value)?),
             Kind::Node => Spec::Node(typed(value)?),
             Kind::Secret => Spec::Secret(typed(value)?),
@@ -182,13 +191,10 @@ impl Record {
             }
             Some(value) => serde_path_to_error::deserialize::<_, Metadata>(value)
                 .map_err(|err| {
-                    let path = err.path().to_string();
-                    let path = if path == "." {
-                        "metadata".to_owned()
-                    } else {
-                        format!("metadata.{path}")
-                    };
-                    errors.push(path, err.into_inner().to_string());
+                    errors.push(
+                        join_path("metadata", err.path()),
+                        err.into_inner().to_string(),
+                    );
                 })
                 .ok(),
         };
@@ -383,6 +389,16 @@ mod tests {
         assert_eq!(
             messages(port),
             ["spec.server.port: invalid type: string \"x\", expected u16"]
+        );
+        let replicas = json!({
+            "apiVersion": API_VERSION, "kind": "Stack", "metadata": {"name": "s"},
+            "spec": {"compose": {"services": {"web": {"image": "x", "deploy": {"replicas": "two"}}}}}
+        });
+        assert_eq!(
+            messages(replicas),
+            [
+                "spec.compose.services.web.deploy.replicas: invalid type: string \"two\", expected u64"
+            ]
         );
         assert_eq!(
             messages(

@@ -170,6 +170,15 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
     if let Some(key) = &key {
         for l in &loaded {
             for m in &l.secrets {
+                // Sealing draws a fresh nonce: rewriting an unchanged value would churn
+                // etcd on every GitOps run.
+                let stored = store
+                    .get_secret(&m.store_key)
+                    .await
+                    .map_err(Failure::error)?;
+                if stored.and_then(|s| key.open(&s).ok()).as_deref() == Some(m.value.expose()) {
+                    continue;
+                }
                 let sealed = key.seal(m.value.expose());
                 store
                     .put_secret(&m.store_key, &sealed)
@@ -205,8 +214,18 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
         println!("{r} deleted");
     }
     if let Some(source) = &opts.source {
+        // Without --prune the records of earlier applies are still the source's:
+        // forgetting them here would keep a later --prune from ever deleting them.
+        let mut owned = current;
+        owned.extend(
+            previous
+                .iter()
+                .flat_map(|prev| &prev.records)
+                .filter(|r| !pruned.contains(*r))
+                .cloned(),
+        );
         let record = SourceRecord {
-            records: current.into_iter().collect(),
+            records: owned.into_iter().collect(),
             commit: opts.commit.clone(),
             applied_at: jiff::Timestamp::now(),
         };

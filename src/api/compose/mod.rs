@@ -61,14 +61,21 @@ impl<'de> Deserialize<'de> for ComposeFile {
     /// (`volumes: {data: }`) read as empty objects before the strict typed pass; the typed
     /// pass's error carries the path inside the compose file.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut value = Value::deserialize(deserializer)?;
-        normalize_top(&mut value);
-        serde_path_to_error::deserialize::<_, Strict>(value)
-            .map(|strict| strict.0)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                D::Error::custom(format!("{path}: {}", err.into_inner()))
-            })
+        let value = Value::deserialize(deserializer)?;
+        ComposeFile::from_value(value, "").map_err(|err| match err.path.as_str() {
+            "" => D::Error::custom(err.message),
+            _ => D::Error::custom(err),
+        })
+    }
+}
+
+/// `base` and a path inside it as one dotted path (`spec.compose.services.web`,
+/// `spec.ports[0]`); serde_path_to_error writes the root as `.`.
+pub(crate) fn join_path(base: &str, inner: &serde_path_to_error::Path) -> String {
+    match inner.to_string().as_str() {
+        "." => base.to_owned(),
+        inner if base.is_empty() || inner.starts_with('[') => format!("{base}{inner}"),
+        inner => format!("{base}.{inner}"),
     }
 }
 
@@ -153,6 +160,21 @@ fn normalize_top(value: &mut Value) {
 }
 
 impl ComposeFile {
+    /// Parses a compose file held as a JSON value (`x-*` keys dropped, `null` entries read
+    /// as empty); a problem names its path under `base_path`.
+    ///
+    /// # Errors
+    /// The first type error, at its full path (`spec.compose.services.web.deploy.replicas`).
+    pub fn from_value(mut value: Value, base_path: &str) -> Result<Self, FieldError> {
+        normalize_top(&mut value);
+        serde_path_to_error::deserialize::<_, Strict>(value)
+            .map(|strict| strict.0)
+            .map_err(|err| {
+                let path = join_path(base_path, err.path());
+                FieldError::new(path, err.into_inner().to_string())
+            })
+    }
+
     /// Cross-field checks (undefined networks, secrets, configs and volumes, missing images,
     /// replicas in global mode, malformed ports and mounts...), with paths prefixed by
     /// `base_path` (`spec.compose.services.web.networks[0]`).

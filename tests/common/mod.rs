@@ -240,7 +240,11 @@ fn spawn(data: &Path, ports: Ports, tls: bool) -> (Child, u32) {
         .args(["--initial-cluster", &format!("test={peer}")])
         .args(["--listen-metrics-urls", &metrics])
         .args(["--logger", "zap", "--log-level", "warn"])
-        .stdin(Stdio::null());
+        // etcd logs to its data dir; holding the test's stdout open would make the
+        // runner wait for (and report as leaked) a process that outlives the test.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     if tls {
         command
             .arg("--cert-file")

@@ -1,0 +1,390 @@
+//! Parity with `docker stack deploy`: the same compose file deployed by swarmkeeper and by
+//! the docker CLI gives equal services, networks, secrets and configs, apart from names,
+//! IDs, versions and bookkeeping labels.
+//!
+//! The reference client is Debian's `/usr/bin/docker` 20.10, the release of the dockerd
+//! running here: a client's version decides what it sends (a newer one fills in other
+//! `UpdateConfig` defaults and knows keys the 1.41 API does not), and the operator of a
+//! 20.10 swarm deploys with the matching CLI.
+//!
+//! swarmkeeper's side stores the record with the real binary (`apply -f`, which reads the
+//! compose file and its `file:` secrets and configs) and converges it with the Stack
+//! reconciler in-process. `run --once` is not used: it also removes objects of every
+//! record its etcd prefix does not know, which would be other tests' stacks.
+//!
+//! Needs a swarm manager (`hack/setup.sh`) and the `local/busybox:1` image.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use common::{Etcd, unique_name};
+use swarmkeeper::api::Kind;
+use swarmkeeper::controllers::{Context, RecordKey, stack};
+use swarmkeeper::docker::Docker;
+use swarmkeeper::store::Store;
+use swarmkeeper::store::crypto::SecretKey;
+
+/// The docker CLI of the same release as the daemon.
+const DOCKER: &str = "/usr/bin/docker";
+const NAMESPACE: &str = "com.docker.stack.namespace";
+/// Placeholder both stack names are replaced by.
+const STACK: &str = "STACK";
+
+/// Runs the docker CLI and returns its stdout, panicking with stderr on failure.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new(DOCKER)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}: run hack/setup.sh"));
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Like [`docker`], ignoring failures: for cleanup.
+fn docker_quiet(args: &[&str]) {
+    let _ = Command::new(DOCKER).args(args).output();
+}
+
+fn require_swarm_manager() {
+    let answer = Command::new(DOCKER)
+        .args(["info", "--format", "{{.Swarm.ControlAvailable}}"])
+        .output();
+    let manager = answer.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true");
+    assert!(
+        manager,
+        "docker is not a swarm manager here: run hack/setup.sh"
+    );
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/parity")
+        .join(name)
+}
+
+/// Names of the objects of one kind (`service`, `network`, `secret`, `config`) carrying a label.
+fn names_with_label(object: &str, label: &str) -> Vec<String> {
+    docker(&[
+        object,
+        "ls",
+        "--filter",
+        &format!("label={label}"),
+        "--format",
+        "{{.Name}}",
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Removes both stacks, whatever the test's outcome, and anything swarmkeeper left
+/// under its owner label.
+struct Cleanup {
+    cli: String,
+    swarmkeeper: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        docker_quiet(&["stack", "rm", &self.cli, &self.swarmkeeper]);
+        let owner = format!("swarmkeeper.owner=Stack.{}", self.swarmkeeper);
+        for object in ["service", "secret", "config", "network"] {
+            let names = names_with_label(object, &owner);
+            if !names.is_empty() {
+                let mut args = vec![object, "rm"];
+                args.extend(names.iter().map(String::as_str));
+                docker_quiet(&args);
+            }
+        }
+    }
+}
+
+/// Deploys `compose` with swarmkeeper as the Stack record `stack`.
+fn deploy_with_swarmkeeper(stack: &str, compose: &Path) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, rand::random::<[u8; 32]>()).expect("write key");
+    let record = dir.path().join("stack.yaml");
+    std::fs::write(
+        &record,
+        format!(
+            "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Stack\nmetadata:\n  name: {stack}\nspec:\n  composeFile: {}\n",
+            compose.display()
+        ),
+    )
+    .expect("write record");
+    let config = Etcd::shared().config("parity");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarmkeeper"))
+        .args(["--etcd-endpoints", &config.endpoints[0]])
+        .args(["--prefix", &config.prefix])
+        .arg("--secret-key-file")
+        .arg(&key_file)
+        .arg("apply")
+        .arg("-f")
+        .arg(&record)
+        .output()
+        .expect("run swarmkeeper apply");
+    assert!(
+        out.status.success(),
+        "swarmkeeper apply failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let ctx = Context {
+            store: Store::connect(config)
+                .await
+                .expect("connect to the test etcd"),
+            docker: Docker::connect()
+                .await
+                .expect("connect to dockerd: run hack/setup.sh"),
+            secret_key: Some(SecretKey::from_file(&key_file).expect("read key")),
+            resync: Duration::from_secs(300),
+        };
+        let key = RecordKey::new(Kind::Stack, stack);
+        let stored = ctx
+            .store
+            .get_record("Stack", stack)
+            .await
+            .expect("read the record back");
+        assert!(stored.is_some(), "apply did not store Stack/{stack}");
+        stack::reconcile(&ctx, &key, stored)
+            .await
+            .unwrap_or_else(|e| panic!("reconcile Stack/{stack}: {e}"));
+    });
+}
+
+/// A stack as deployed, normalised: objects by kind and logical name.
+type Deployed = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// Reads back every object of `stack` and normalises it for comparison.
+fn observe(stack: &str, network_names: &BTreeMap<String, String>) -> Deployed {
+    let namespace = format!("{NAMESPACE}={stack}");
+    let mut deployed = Deployed::new();
+    for object in ["service", "network", "secret", "config"] {
+        let mut by_name = BTreeMap::new();
+        for name in names_with_label(object, &namespace) {
+            let inspected: Value = serde_json::from_str(&docker(&[object, "inspect", &name]))
+                .unwrap_or_else(|e| panic!("docker {object} inspect {name}: {e}"));
+            let mut value = inspected[0].clone();
+            normalise(object, &mut value, network_names);
+            let mut text = value.to_string();
+            text = text.replace(stack, STACK);
+            let value: Value = serde_json::from_str(&text).expect("normalised JSON");
+            by_name.insert(logical_name(&name.replace(stack, STACK)), value);
+        }
+        deployed.insert(object.to_owned(), by_name);
+    }
+    deployed
+}
+
+/// `<stack>_<key>.v<hash10>`, swarmkeeper's versioned secret and config names, without
+/// the version.
+fn logical_name(name: &str) -> String {
+    let versioned = regex::Regex::new(r"\.v[0-9a-f]{10}$").expect("regex");
+    versioned.replace(name, "").into_owned()
+}
+
+/// Drops what differs between any two deployments (IDs, versions, times, addresses) and
+/// swarmkeeper's bookkeeping labels; points references at names rather than IDs.
+fn normalise(object: &str, value: &mut Value, network_names: &BTreeMap<String, String>) {
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    for field in [
+        "ID",
+        "Id",
+        "Version",
+        "CreatedAt",
+        "UpdatedAt",
+        "Created",
+        "Endpoint",
+        "UpdateStatus",
+        "ServiceStatus",
+        "PreviousSpec",
+        "Containers",
+        "Peers",
+    ] {
+        map.remove(field);
+    }
+    if object == "network" {
+        // Subnets and VXLAN IDs are allocated per network: two deployments never share them.
+        if let Some(ipam) = map.get_mut("IPAM").and_then(Value::as_object_mut) {
+            ipam.remove("Config");
+        }
+        if let Some(options) = map.get_mut("Options").and_then(Value::as_object_mut) {
+            options.remove("com.docker.network.driver.overlay.vxlanid_list");
+        }
+    }
+    if let Some(Value::String(name)) = value.pointer_mut("/Spec/Name") {
+        *name = logical_name(name);
+    }
+    if let Some(container) = value.pointer_mut("/Spec/TaskTemplate/ContainerSpec") {
+        for (list, id, name) in [
+            ("Secrets", "SecretID", "SecretName"),
+            ("Configs", "ConfigID", "ConfigName"),
+        ] {
+            for reference in container
+                .get_mut(list)
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(reference) = reference.as_object_mut() {
+                    reference.remove(id);
+                    if let Some(Value::String(n)) = reference.get_mut(name) {
+                        *n = logical_name(n);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(networks) = value
+        .pointer_mut("/Spec/TaskTemplate/Networks")
+        .and_then(Value::as_array_mut)
+    {
+        for attachment in networks {
+            if let Some(Value::String(target)) = attachment.get_mut("Target") {
+                if let Some(name) = network_names.get(target.as_str()) {
+                    target.clone_from(name);
+                }
+            }
+        }
+    }
+    drop_bookkeeping_labels(value);
+}
+
+/// Removes `swarmkeeper.*` keys from every `Labels` map, at any depth.
+fn drop_bookkeeping_labels(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Object(labels)) = map.get_mut("Labels") {
+                labels.retain(|k, _| !k.starts_with("swarmkeeper."));
+            }
+            map.values_mut().for_each(drop_bookkeeping_labels);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_bookkeeping_labels),
+        _ => {}
+    }
+}
+
+/// Network IDs to names, for every network of the swarm.
+fn network_names() -> BTreeMap<String, String> {
+    docker(&["network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}}"])
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(id, name)| (id.to_owned(), name.to_owned()))
+        .collect()
+}
+
+/// Paths (`service.STACK_web.Spec.Labels`) where the two values differ, with both sides.
+fn differences(path: &str, cli: &Value, ours: &Value, out: &mut Vec<String>) {
+    match (cli, ours) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            let null = Value::Null;
+            for k in keys {
+                differences(
+                    &format!("{path}.{k}"),
+                    a.get(k).unwrap_or(&null),
+                    b.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                differences(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        _ if cli != ours => out.push(format!(
+            "{path}:\n    docker stack deploy: {cli}\n    swarmkeeper:         {ours}"
+        )),
+        _ => {}
+    }
+}
+
+fn to_value(deployed: &Deployed) -> Value {
+    let kinds: Map<String, Value> = deployed
+        .iter()
+        .map(|(kind, objects)| {
+            let objects: Map<String, Value> = objects
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect();
+            (kind.clone(), Value::Object(objects))
+        })
+        .collect();
+    Value::Object(kinds)
+}
+
+/// Deploys `file` both ways and asserts the stacks are equal after normalisation.
+fn assert_parity(file: &str) {
+    require_swarm_manager();
+    let base = unique_name("skp")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>();
+    // Same length, neither a prefix of the other: replacing one never touches the other.
+    let cleanup = Cleanup {
+        cli: format!("{base}c"),
+        swarmkeeper: format!("{base}s"),
+    };
+    let compose = fixture(file);
+    docker(&[
+        "stack",
+        "deploy",
+        "--resolve-image",
+        "never",
+        "-c",
+        &compose.display().to_string(),
+        &cleanup.cli,
+    ]);
+    deploy_with_swarmkeeper(&cleanup.swarmkeeper, &compose);
+
+    let networks = network_names();
+    let cli = observe(&cleanup.cli, &networks);
+    let ours = observe(&cleanup.swarmkeeper, &networks);
+    assert!(
+        !cli["service"].is_empty(),
+        "docker stack deploy created no service for {file}"
+    );
+    let mut diffs = Vec::new();
+    differences(file, &to_value(&cli), &to_value(&ours), &mut diffs);
+    assert!(
+        diffs.is_empty(),
+        "{file}: swarmkeeper and docker stack deploy differ:\n  {}",
+        diffs.join("\n  ")
+    );
+}
+
+#[test]
+fn web_with_configs_secrets_healthcheck_update_resources_placement() {
+    assert_parity("web.yml");
+}
+
+#[test]
+fn global_agent_with_ulimits_mounts_dns_logging_and_dnsrr() {
+    assert_parity("agent.yml");
+}
+
+#[test]
+fn backend_with_two_networks_legacy_restart_and_partial_policies() {
+    assert_parity("backend.yml");
+}

@@ -286,11 +286,17 @@ fn drop_bookkeeping_labels(value: &mut Value) {
 
 /// Network IDs to names, for every network of the swarm.
 fn network_names() -> BTreeMap<String, String> {
-    docker(&["network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}}"])
-        .lines()
-        .filter_map(|line| line.split_once(' '))
-        .map(|(id, name)| (id.to_owned(), name.to_owned()))
-        .collect()
+    docker(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Name}}",
+    ])
+    .lines()
+    .filter_map(|line| line.split_once(' '))
+    .map(|(id, name)| (id.to_owned(), name.to_owned()))
+    .collect()
 }
 
 /// Paths (`service.STACK_web.Spec.Labels`) where the two values differ, with both sides.
@@ -387,4 +393,9 @@ fn global_agent_with_ulimits_mounts_dns_logging_and_dnsrr() {
 #[test]
 fn backend_with_two_networks_legacy_restart_and_partial_policies() {
     assert_parity("backend.yml");
+}
+
+#[test]
+fn edge_cases_of_yaml_interpolation_units_and_ignored_options() {
+    assert_parity("edge.yml");
 }

@@ -260,10 +260,10 @@ fn normalise(object: &str, value: &mut Value, network_names: &BTreeMap<String, S
         .and_then(Value::as_array_mut)
     {
         for attachment in networks {
-            if let Some(Value::String(target)) = attachment.get_mut("Target") {
-                if let Some(name) = network_names.get(target.as_str()) {
-                    target.clone_from(name);
-                }
+            if let Some(Value::String(target)) = attachment.get_mut("Target")
+                && let Some(name) = network_names.get(target.as_str())
+            {
+                target.clone_from(name);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `drift`: the records in etcd against the live swarm, field by field.
 
-use crate::controllers::{self, Context, RecordKey, stack};
+use crate::controllers::{self, Context, RecordKey, network, node, stack};
 use crate::docker::Docker;
 use crate::plan::drift::DriftReport;
 use crate::report;
@@ -44,6 +44,8 @@ async fn record_drift(
     let stored = ctx.store.get_record(key.kind.as_str(), &key.name).await?;
     match key.kind {
         crate::api::Kind::Stack => Ok(Some(stack::drift(ctx, &key.name, stored).await?)),
+        crate::api::Kind::Network => Ok(Some(network::drift(ctx, &key.name, stored).await?)),
+        crate::api::Kind::Node => Ok(Some(node::drift(ctx, &key.name, stored).await?)),
         _ => Ok(None),
     }
 }
@@ -62,7 +64,10 @@ pub async fn drift(
     let kind = kind.map(parse_kind).transpose()?;
     let ctx = Context {
         store: global.store().await?,
-        docker: Docker::connect().await.map_err(Failure::error)?,
+        docker: Docker::connect()
+            .await
+            .map_err(Failure::error)?
+            .scoped(&global.prefix),
         secret_key: global.secret_key()?,
         resync: std::time::Duration::from_secs(300),
     };

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt, stream};
 use crate::api::Kind;
 use crate::controllers::status::{Phase, Status};
 use crate::controllers::{self, Context, Controllers, RecordKey};
-use crate::docker::Docker;
+use crate::docker::{Docker, EventType};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Controller, Shutdown, resync};
@@ -38,7 +38,10 @@ const LEASE_TTL: Duration = Duration::from_secs(15);
 /// When etcd or dockerd cannot be reached at start, or the HTTP address is taken.
 pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
     let store = global.store().await?;
-    let docker = Docker::connect().await.map_err(Failure::error)?;
+    let docker = Docker::connect()
+        .await
+        .map_err(Failure::error)?
+        .scoped(&global.prefix);
     let metrics = Arc::new(Metrics::new(&docker));
     let controllers = Arc::new(Controllers {
         ctx: Context {
@@ -143,7 +146,29 @@ async fn once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, 
     let keys = controllers::all_keys(&controllers.ctx)
         .await
         .map_err(Failure::error)?;
-    let results = runtime::run_once(keys, controllers.clone(), concurrency).await;
+    let (records, _) = controllers
+        .ctx
+        .store
+        .list_records(None)
+        .await
+        .map_err(Failure::error)?;
+    let exists: std::collections::HashSet<(String, String)> =
+        records.into_iter().map(|r| (r.kind, r.name)).collect();
+    let (present, orphaned): (Vec<RecordKey>, Vec<RecordKey>) = keys
+        .into_iter()
+        .partition(|k| exists.contains(&(k.kind.as_str().to_string(), k.name.clone())));
+    // Kind by kind, in dependency order (networks and secrets before the stacks
+    // that use them), so one pass converges what a first pass makes possible;
+    // what deleted records left behind goes in the reverse order.
+    let mut results = Vec::new();
+    let phases = Kind::ALL
+        .iter()
+        .map(|kind| (kind, &present))
+        .chain(Kind::ALL.iter().rev().map(|kind| (kind, &orphaned)));
+    for (kind, keys) in phases {
+        let of_kind = keys.iter().filter(|k| k.kind == *kind).cloned();
+        results.extend(runtime::run_once(of_kind, controllers.clone(), concurrency).await);
+    }
     let mut failed = false;
     for (key, result) in results {
         match result {
@@ -237,6 +262,11 @@ fn docker_triggers(
             }
             let events = c.ctx.docker.events(None).filter_map(|e| async move {
                 match e {
+                    // Nodes are not ours, so their events carry no owner: a Node record
+                    // is named after its node.
+                    Ok(e) if e.typ == EventType::Node => {
+                        Some(Some(RecordKey::new(Kind::Node, e.name?)))
+                    }
                     Ok(e) => {
                         let owner = e.owner?;
                         Some(Some(RecordKey::new(owner.kind.parse().ok()?, owner.name)))

@@ -4,6 +4,9 @@
 //! writes what came of it (status, events). Reconcilers never branch on why
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
+pub mod network;
+pub mod node;
+pub mod secret;
 pub mod stack;
 pub mod status;
 
@@ -145,6 +148,9 @@ impl Controllers {
             .await?;
         match key.kind {
             Kind::Stack => stack::reconcile(&self.ctx, &key, stored).await,
+            Kind::Network => network::reconcile(&self.ctx, &key, stored).await,
+            Kind::Secret => secret::reconcile(&self.ctx, &key, stored).await,
+            Kind::Node => node::reconcile(&self.ctx, &key, stored).await,
             _ => {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.
@@ -189,7 +195,6 @@ impl Reconciler<RecordKey> for Controllers {
 pub async fn owners_in_swarm(
     docker: &Docker,
 ) -> Result<std::collections::BTreeSet<RecordKey>, Error> {
-    use crate::docker::labels::Owner;
     let mut labels = Vec::new();
     labels.extend(
         docker
@@ -221,7 +226,7 @@ pub async fn owners_in_swarm(
     );
     Ok(labels
         .iter()
-        .filter_map(|l| Owner::from_labels(l.as_ref()))
+        .filter_map(|l| docker.owner_of(l.as_ref()))
         .filter_map(|o| Some(RecordKey::new(o.kind.parse().ok()?, o.name)))
         .collect())
 }
@@ -236,6 +241,8 @@ pub async fn all_keys(ctx: &Context) -> Result<Vec<RecordKey>, Error> {
         .into_iter()
         .filter_map(|r| Some(RecordKey::new(r.kind.parse().ok()?, r.name)))
         .collect();
-    keys.extend(owners_in_swarm(&ctx.docker).await?);
+    // Only this instance's objects: another prefix on the same swarm is another instance.
+    let scoped = ctx.docker.clone().scoped(ctx.store.prefix());
+    keys.extend(owners_in_swarm(&scoped).await?);
     Ok(keys.into_iter().collect())
 }

@@ -156,7 +156,8 @@ async fn desired(
         Err(e) => return Ok(Err(Invalid(e.to_string()))),
     };
     let owner = Owner::new("Stack", name);
-    let owner_labels: BTreeMap<String, String> = owner.labels().into_iter().collect();
+    let owner_labels: BTreeMap<String, String> =
+        ctx.docker.owner_labels(&owner).into_iter().collect();
     let mut secrets = Vec::new();
     for s in &objects.secrets {
         let content = match &s.source {
@@ -285,6 +286,21 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
         }
     }
     for name in &ext.secrets {
+        // A Secret record's value lives in versioned swarm secrets: the newest is current.
+        let versions = ctx
+            .docker
+            .list_secrets(Some(&Owner::new("Secret", name)))
+            .await?;
+        if let Some(s) = super::secret::newest(&versions) {
+            let versioned = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.name.clone())
+                .unwrap_or_default();
+            ids.secrets
+                .insert(name.clone(), (versioned, s.id.clone().unwrap_or_default()));
+            continue;
+        }
         match ctx.docker.secret_by_name(name).await? {
             Some(s) => {
                 ids.secrets

@@ -63,3 +63,31 @@ pub struct Status {
     pub drift: Vec<ObjectDrift>,
     pub updated_at: jiff::Timestamp,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::drift::ObjectState;
+
+    #[test]
+    fn a_status_with_a_missing_object_reads_back() {
+        // Objects without field diffs serialise without `fields`: reading them
+        // back must not fail, or the status looks absent.
+        let status = Status {
+            phase: Phase::Progressing,
+            observed_revision: 7,
+            message: String::new(),
+            conditions: Vec::new(),
+            owned: Vec::new(),
+            drift: vec![ObjectDrift {
+                object: "service".into(),
+                name: "s_web".into(),
+                state: ObjectState::Missing,
+                fields: Vec::new(),
+            }],
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let value = serde_json::to_value(&status).unwrap();
+        assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);
+    }
+}

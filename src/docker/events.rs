@@ -218,7 +218,7 @@ impl Watch {
                     .map(|c| (c.id, c.spec.and_then(|spec| spec.labels))),
             );
         for (id, labels) in labelled {
-            if let (Some(id), Some(owner)) = (id, Owner::from_labels(labels.as_ref())) {
+            if let (Some(id), Some(owner)) = (id, docker.owner_of(labels.as_ref())) {
                 self.owners.insert(id, owner);
             }
         }
@@ -236,7 +236,7 @@ impl Watch {
         let attributes = actor.attributes.unwrap_or_default();
         let owner = if typ == EventType::Node {
             None
-        } else if let Some(owner) = Owner::from_labels(Some(&attributes)) {
+        } else if let Some(owner) = self.docker.owner_of(Some(&attributes)) {
             // Not seen on dockerd 20.10, but cheaper than a lookup if a daemon sends labels.
             Some(owner)
         } else if action == "remove" {
@@ -244,7 +244,7 @@ impl Watch {
         } else {
             match self.docker.labels_of(typ, &id).await? {
                 Some(labels) => {
-                    let owner = Owner::from_labels(labels.as_ref());
+                    let owner = self.docker.owner_of(labels.as_ref());
                     match &owner {
                         Some(owner) => self.owners.insert(id.clone(), owner.clone()),
                         None => self.owners.remove(&id),

@@ -10,6 +10,9 @@ pub const MANAGED: &str = "swarmkeeper.managed";
 pub const OWNER: &str = "swarmkeeper.owner";
 /// Hex hash of the desired spec the object was last written from.
 pub const SPEC_HASH: &str = "swarmkeeper.spec-hash";
+/// The etcd prefix of the swarmkeeper instance that owns the object: instances
+/// with different prefixes share a swarm without touching each other's objects.
+pub const SCOPE: &str = "swarmkeeper.scope";
 /// The stack label the docker CLI sets, so `docker stack ps/services/rm` see our objects.
 pub const STACK_NAMESPACE: &str = "com.docker.stack.namespace";
 
@@ -74,11 +77,15 @@ impl FromStr for Owner {
     }
 }
 
-/// The `filters` query of a list call that selects managed objects, of one owner if given.
-pub(crate) fn filters(owner: Option<&Owner>) -> HashMap<String, Vec<String>> {
+/// The `filters` query of a list call that selects managed objects, of one owner
+/// and one scope if given.
+pub(crate) fn filters(owner: Option<&Owner>, scope: Option<&str>) -> HashMap<String, Vec<String>> {
     let mut labels = vec![format!("{MANAGED}=true")];
     if let Some(owner) = owner {
         labels.push(format!("{OWNER}={owner}"));
+    }
+    if let Some(scope) = scope {
+        labels.push(format!("{SCOPE}={scope}"));
     }
     HashMap::from([("label".to_owned(), labels)])
 }
@@ -115,9 +122,16 @@ mod tests {
     fn filters_select_managed_and_owner() {
         let owner = Owner::new("Stack", "web");
         assert_eq!(
-            filters(Some(&owner))["label"],
+            filters(Some(&owner), None)["label"],
             vec!["swarmkeeper.managed=true", "swarmkeeper.owner=Stack.web"]
         );
-        assert_eq!(filters(None)["label"], vec!["swarmkeeper.managed=true"]);
+        assert_eq!(
+            filters(None, None)["label"],
+            vec!["swarmkeeper.managed=true"]
+        );
+        assert_eq!(
+            filters(None, Some("/prod"))["label"],
+            vec!["swarmkeeper.managed=true", "swarmkeeper.scope=/prod"]
+        );
     }
 }

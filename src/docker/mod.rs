@@ -76,6 +76,8 @@ struct Counters {
 pub struct Docker {
     inner: bollard::Docker,
     counters: Arc<Counters>,
+    /// When set, only objects labelled with this scope are seen as managed.
+    scope: Option<Arc<str>>,
 }
 
 impl Docker {
@@ -112,7 +114,54 @@ impl Docker {
         Ok(Self {
             inner,
             counters: Arc::default(),
+            scope: None,
         })
+    }
+
+    /// The same connection, seeing and labelling only the objects of `scope`
+    /// (the controller uses its etcd prefix).
+    #[must_use]
+    pub fn scoped(mut self, scope: &str) -> Self {
+        self.scope = Some(Arc::from(scope));
+        self
+    }
+
+    /// The scope this connection is limited to, if any.
+    #[must_use]
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The labels an object owned by `owner` carries: managed, owner, and scope.
+    #[must_use]
+    pub fn owner_labels(&self, owner: &Owner) -> std::collections::HashMap<String, String> {
+        let mut labels = owner.labels();
+        if let Some(scope) = self.scope() {
+            labels.insert(labels::SCOPE.to_owned(), scope.to_owned());
+        }
+        labels
+    }
+
+    /// The owner named by an object's labels, when the object is managed and in this scope.
+    #[must_use]
+    pub fn owner_of(
+        &self,
+        labels: Option<&std::collections::HashMap<String, String>>,
+    ) -> Option<Owner> {
+        let in_scope = match self.scope() {
+            None => true,
+            Some(scope) => {
+                labels
+                    .and_then(|l| l.get(labels::SCOPE))
+                    .map(String::as_str)
+                    == Some(scope)
+            }
+        };
+        if in_scope {
+            Owner::from_labels(labels)
+        } else {
+            None
+        }
     }
 
     /// Asks dockerd whether it is there, for readiness checks and reconnect loops; a

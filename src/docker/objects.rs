@@ -71,7 +71,7 @@ impl Docker {
     /// # Errors
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn list_networks(&self, owner: Option<&Owner>) -> Result<Vec<Network>, DockerError> {
-        self.networks(labels::filters(owner)).await
+        self.networks(labels::filters(owner, self.scope())).await
     }
 
     /// Managed secrets, of one owner if given. Swarm never returns a secret's data.
@@ -79,7 +79,7 @@ impl Docker {
     /// # Errors
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn list_secrets(&self, owner: Option<&Owner>) -> Result<Vec<Secret>, DockerError> {
-        self.secrets(labels::filters(owner)).await
+        self.secrets(labels::filters(owner, self.scope())).await
     }
 
     /// Managed configs, of one owner if given.
@@ -87,7 +87,7 @@ impl Docker {
     /// # Errors
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn list_configs(&self, owner: Option<&Owner>) -> Result<Vec<Config>, DockerError> {
-        self.configs(labels::filters(owner)).await
+        self.configs(labels::filters(owner, self.scope())).await
     }
 
     /// The network called exactly `name`, managed or not (an `external` network must

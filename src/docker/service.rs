@@ -96,7 +96,7 @@ impl Docker {
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn list_services(&self, owner: Option<&Owner>) -> Result<Vec<Service>, DockerError> {
         let options = ListServicesOptions {
-            filters: Some(labels::filters(owner)),
+            filters: Some(labels::filters(owner, self.scope())),
             status: Some(true),
         };
         self.call(

@@ -24,7 +24,7 @@ pub struct ObjectDrift {
     /// The swarm name of the object.
     pub name: String,
     pub state: ObjectState,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldDiff>,
 }
 
@@ -35,7 +35,7 @@ pub struct RecordDrift {
     pub name: String,
     pub objects: Vec<ObjectDrift>,
     /// Set when the live state could not be compared (a broken record, an unreachable API).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

@@ -89,6 +89,24 @@ pub fn keep_pinned_digest(desired: &ServiceSpec, live: &ServiceSpec) -> ServiceS
     out
 }
 
+/// A hash of the JSON form with object keys sorted: label maps are `HashMap`s,
+/// whose order changes from one process to the next.
+pub fn json_hash<T: serde::Serialize>(v: &T) -> String {
+    use sha2::{Digest, Sha256};
+    fn sorted(v: Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(entries.into_iter().collect())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+            other => other,
+        }
+    }
+    hex::encode(Sha256::digest(sorted(to_json(v)).to_string().as_bytes()))
+}
+
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -283,6 +301,14 @@ mod tests {
             "services.db.image"
         );
         assert_eq!(compose_path("db", "Foo.Bar"), "services.db.Foo.Bar");
+    }
+
+    #[test]
+    fn json_hash_ignores_map_order() {
+        let a: HashMap<&str, i32> = [("x", 1), ("y", 2), ("z", 3)].into();
+        let b: BTreeMap<&str, i32> = [("z", 3), ("y", 2), ("x", 1)].into();
+        assert_eq!(json_hash(&a), json_hash(&b));
+        assert_ne!(json_hash(&a), json_hash(&[1, 2]));
     }
 
     #[test]

@@ -1,0 +1,299 @@
+//! The Node reconciler: labels and availability of a swarm node, found by
+//! hostname (or ID), as `docker node update --label-add` would set them.
+//!
+//! # Guarantees
+//! Nodes are not created by swarmkeeper: it only sets the labels the record
+//! names (other labels are left alone) and the availability when given. The
+//! status remembers which labels it set, so that a label dropped from the
+//! record, or the whole record, is removed from the node again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{Node, NodeSpec as SwarmNodeSpec, NodeSpecAvailabilityEnum};
+
+use super::status::{Owned, Phase, Status};
+use super::{Context, Error, RecordKey};
+use crate::api::node::{Availability, NodeSpec};
+use crate::api::{Record, Spec};
+use crate::plan::diff::FieldDiff;
+use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
+use crate::runtime::Action;
+use crate::store::Versioned;
+
+/// What the status records for each label swarmkeeper set on the node.
+const OWNED_LABEL: &str = "node-label";
+
+fn find<'a>(nodes: &'a [Node], name: &str) -> Option<&'a Node> {
+    nodes.iter().find(|n| {
+        n.id.as_deref() == Some(name)
+            || n.description
+                .as_ref()
+                .and_then(|d| d.hostname.as_deref())
+                .is_some_and(|h| h.eq_ignore_ascii_case(name))
+    })
+}
+
+fn availability(a: Availability) -> NodeSpecAvailabilityEnum {
+    match a {
+        Availability::Active => NodeSpecAvailabilityEnum::ACTIVE,
+        Availability::Pause => NodeSpecAvailabilityEnum::PAUSE,
+        Availability::Drain => NodeSpecAvailabilityEnum::DRAIN,
+    }
+}
+
+/// The node spec the record wants: live spec, desired labels set, labels set
+/// before but no longer desired (`previous`) removed, availability when given.
+pub fn desired_spec(live: &SwarmNodeSpec, want: &NodeSpec, previous: &[String]) -> SwarmNodeSpec {
+    let mut spec = live.clone();
+    let labels = spec.labels.get_or_insert_with(HashMap::new);
+    for key in previous.iter().filter(|k| !want.labels.contains_key(*k)) {
+        labels.remove(key);
+    }
+    for (k, v) in &want.labels {
+        labels.insert(k.clone(), v.clone());
+    }
+    if let Some(a) = want.availability {
+        spec.availability = Some(availability(a));
+    }
+    spec
+}
+
+/// The fields of the live node that differ from what the record wants.
+pub fn compare(live: &SwarmNodeSpec, want: &NodeSpec, previous: &[String]) -> Vec<FieldDiff> {
+    let wanted = desired_spec(live, want, previous);
+    let sorted = |s: &SwarmNodeSpec| -> BTreeMap<String, String> {
+        s.labels.clone().unwrap_or_default().into_iter().collect()
+    };
+    let desired =
+        serde_json::json!({"Labels": sorted(&wanted), "Availability": wanted.availability});
+    let have = serde_json::json!({"Labels": sorted(live), "Availability": live.availability});
+    crate::plan::diff::diff(&desired, &have, &[])
+}
+
+fn previous_labels(status: Option<Versioned>) -> Vec<String> {
+    status
+        .and_then(|v| serde_json::from_value::<Status>(v.value).ok())
+        .map(|s| {
+            s.owned
+                .into_iter()
+                .filter(|o| o.object == OWNED_LABEL)
+                .map(|o| o.name)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn spec_of(stored: Versioned) -> Result<NodeSpec, String> {
+    match Record::from_value(stored.value) {
+        Ok(Record {
+            spec: Spec::Node(spec),
+            ..
+        }) => Ok(spec),
+        Ok(_) => Err("record is not a Node".into()),
+        Err(errors) => Err(format!(
+            "invalid record: {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
+
+/// Converges one Node record.
+///
+/// # Errors
+/// Transient failures of etcd or dockerd (a lost update race included).
+pub async fn reconcile(
+    ctx: &Context,
+    key: &RecordKey,
+    stored: Option<Versioned>,
+) -> Result<Action, Error> {
+    let previous = previous_labels(ctx.store.get_status(key.kind.as_str(), &key.name).await?);
+    let nodes = ctx.docker.list_nodes().await?;
+    let node = find(&nodes, &key.name);
+    let Some(stored) = stored else {
+        if let Some(node) = node
+            && !previous.is_empty()
+        {
+            let none = NodeSpec {
+                labels: BTreeMap::new(),
+                availability: None,
+            };
+            update(ctx, key, node, &none, &previous).await?;
+        }
+        ctx.store
+            .delete_status(key.kind.as_str(), &key.name)
+            .await?;
+        return Ok(Action::await_change());
+    };
+    let generation = stored.mod_revision;
+    let want = match spec_of(stored) {
+        Ok(s) => s,
+        Err(msg) => return ctx.fail(key, generation, msg).await,
+    };
+    let Some(node) = node else {
+        let status = Status {
+            phase: Phase::Pending,
+            observed_revision: generation,
+            message: format!("no node named {:?} in the swarm", key.name),
+            conditions: Vec::new(),
+            owned: Vec::new(),
+            drift: Vec::new(),
+            updated_at: jiff::Timestamp::now(),
+        };
+        ctx.write_status(key, &status).await?;
+        return Ok(Action::requeue(std::time::Duration::from_secs(60)));
+    };
+    update(ctx, key, node, &want, &previous).await?;
+    let status = Status {
+        phase: Phase::Ready,
+        observed_revision: generation,
+        message: String::new(),
+        conditions: Vec::new(),
+        owned: want
+            .labels
+            .keys()
+            .map(|k| Owned {
+                object: OWNED_LABEL.into(),
+                name: k.clone(),
+                id: node.id.clone().unwrap_or_default(),
+            })
+            .collect(),
+        drift: Vec::new(),
+        updated_at: jiff::Timestamp::now(),
+    };
+    ctx.write_status(key, &status).await?;
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// Sends the node update when something differs.
+async fn update(
+    ctx: &Context,
+    key: &RecordKey,
+    node: &Node,
+    want: &NodeSpec,
+    previous: &[String],
+) -> Result<(), Error> {
+    let live = node.spec.clone().unwrap_or_default();
+    if compare(&live, want, previous).is_empty() {
+        return Ok(());
+    }
+    let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+    let id = node.id.clone().unwrap_or_default();
+    ctx.docker
+        .update_node(&id, version, desired_spec(&live, want, previous))
+        .await?;
+    ctx.event(key, false, "Updated", format!("updated node {}", key.name))
+        .await;
+    Ok(())
+}
+
+/// The drift of one Node record.
+///
+/// # Errors
+/// When etcd or dockerd fails.
+pub async fn drift(
+    ctx: &Context,
+    name: &str,
+    stored: Option<Versioned>,
+) -> Result<RecordDrift, Error> {
+    let mut report = RecordDrift {
+        kind: "Node".into(),
+        name: name.into(),
+        objects: Vec::new(),
+        error: None,
+    };
+    let Some(stored) = stored else {
+        return Ok(report);
+    };
+    let want = match spec_of(stored) {
+        Ok(s) => s,
+        Err(msg) => {
+            report.error = Some(msg);
+            return Ok(report);
+        }
+    };
+    let previous = previous_labels(ctx.store.get_status("Node", name).await?);
+    let nodes = ctx.docker.list_nodes().await?;
+    match find(&nodes, name) {
+        None => report.objects.push(ObjectDrift {
+            object: "node".into(),
+            name: name.into(),
+            state: ObjectState::Missing,
+            fields: Vec::new(),
+        }),
+        Some(node) => {
+            let fields = compare(&node.spec.clone().unwrap_or_default(), &want, &previous);
+            if !fields.is_empty() {
+                report.objects.push(ObjectDrift {
+                    object: "node".into(),
+                    name: name.into(),
+                    state: ObjectState::Changed,
+                    fields,
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(labels: &[(&str, &str)]) -> SwarmNodeSpec {
+        SwarmNodeSpec {
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            availability: Some(NodeSpecAvailabilityEnum::ACTIVE),
+            ..Default::default()
+        }
+    }
+
+    fn want(labels: &[(&str, &str)], availability: Option<Availability>) -> NodeSpec {
+        NodeSpec {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            availability,
+        }
+    }
+
+    #[test]
+    fn labels_it_does_not_own_are_left_alone() {
+        let spec = desired_spec(
+            &live(&[("zone", "a")]),
+            &want(&[("usage", "apps")], None),
+            &[],
+        );
+        let labels = spec.labels.unwrap();
+        assert_eq!(labels.get("zone").map(String::as_str), Some("a"));
+        assert_eq!(labels.get("usage").map(String::as_str), Some("apps"));
+    }
+
+    #[test]
+    fn a_label_dropped_from_the_record_is_removed() {
+        let node = live(&[("usage", "apps"), ("old", "x")]);
+        let spec = desired_spec(&node, &want(&[("usage", "apps")], None), &["old".into()]);
+        assert!(!spec.labels.unwrap().contains_key("old"));
+    }
+
+    #[test]
+    fn converged_node_has_no_drift_and_availability_is_compared() {
+        let node = live(&[("usage", "apps")]);
+        assert!(compare(&node, &want(&[("usage", "apps")], None), &[]).is_empty());
+        let diffs = compare(
+            &node,
+            &want(&[("usage", "apps")], Some(Availability::Drain)),
+            &[],
+        );
+        assert_eq!(diffs[0].path, "Availability");
+    }
+}

@@ -804,10 +804,9 @@ fn convert_ports(service: &Service) -> Result<Vec<EndpointPortConfig>, String> {
     for (i, port) in service.ports.iter().enumerate() {
         specs.extend(port.expand().map_err(|e| format!("ports[{i}]: {e}"))?);
     }
-    // The CLI sorts by published port; ties keep a stable, deterministic order here.
-    specs.sort_by(|a, b| {
-        (a.published, a.target, &a.protocol).cmp(&(b.published, b.target, &b.protocol))
-    });
+    // The CLI sorts by published port only; ties keep the file's order (its sort is
+    // stable for the short lists services have).
+    specs.sort_by_key(|p| p.published);
     specs
         .into_iter()
         .map(|p| {
@@ -1425,6 +1424,33 @@ mod tests {
         assert_eq!(
             effective_capabilities(&caps(&["all", "chown"]), &caps(&["RESET"])),
             (caps(&["ALL"]), caps(&[]))
+        );
+    }
+
+    #[test]
+    fn ports_sort_by_published_port_keeping_the_file_order_of_ties() {
+        let objects = convert(
+            "services:\n  a:\n    image: x\n    ports: [\"9500\", \"9401/udp\", \"8080:80\", \"9400\", {target: 1, published: 19000, mode: host}]\n",
+        );
+        let ports: Vec<_> = service(&objects, "a")
+            .endpoint_spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.published_port, p.target_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                (None, Some(9500)),
+                (None, Some(9401)),
+                (None, Some(9400)),
+                (Some(8080), Some(80)),
+                (Some(19000), Some(1)),
+            ]
         );
     }
 

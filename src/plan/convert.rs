@@ -575,11 +575,15 @@ fn convert_container(
     })
 }
 
-/// `KEY=VALUE` (or a bare `KEY` for a variable without value), sorted.
+/// `KEY=VALUE` (or a bare `KEY` for a variable without value), sorted. A key listed twice
+/// keeps its last value: the CLI loads the list into a map.
 fn convert_environment(environment: Option<&ListOrMap>) -> Vec<String> {
-    let mut env: Vec<String> = environment
+    let unique: HashMap<String, Option<String>> = environment
         .map(|e| e.entries('='))
         .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut env: Vec<String> = unique
         .into_iter()
         .map(|(k, v)| match v {
             Some(v) => format!("{k}={v}"),
@@ -1451,6 +1455,16 @@ mod tests {
                 (Some(8080), Some(80)),
                 (Some(19000), Some(1)),
             ]
+        );
+    }
+
+    #[test]
+    fn a_variable_listed_twice_keeps_its_last_value() {
+        let objects =
+            convert("services:\n  a:\n    image: x\n    environment: [A=0, B, A.B=1, A=1]\n");
+        assert_eq!(
+            container(service(&objects, "a")).env,
+            Some(vec!["A.B=1".to_owned(), "A=1".to_owned(), "B".to_owned()])
         );
     }
 

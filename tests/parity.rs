@@ -7,10 +7,9 @@
 //! `UpdateConfig` defaults and knows keys the 1.41 API does not), and the operator of a
 //! 20.10 swarm deploys with the matching CLI.
 //!
-//! swarmkeeper's side stores the record with the real binary (`apply -f`, which reads the
-//! compose file and its `file:` secrets and configs) and converges it with the Stack
-//! reconciler in-process. `run --once` is not used: it also removes objects of every
-//! record its etcd prefix does not know, which would be other tests' stacks.
+//! swarmkeeper's side is the real binary on an etcd prefix of its own: `apply -f` reads
+//! the compose file and its `file:` secrets and configs, `run --once` converges. Objects
+//! are scoped to the prefix, so tests running at once never prune each other's stacks.
 //!
 //! Needs a swarm manager (`hack/setup.sh`) and the `local/busybox:1` image.
 
@@ -19,16 +18,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use common::{Etcd, unique_name};
-use swarmkeeper::api::Kind;
-use swarmkeeper::controllers::{Context, RecordKey, stack};
-use swarmkeeper::docker::Docker;
-use swarmkeeper::store::Store;
-use swarmkeeper::store::crypto::SecretKey;
 
 /// The docker CLI of the same release as the daemon.
 const DOCKER: &str = "/usr/bin/docker";
@@ -165,11 +158,12 @@ impl Drop for Cleanup {
     }
 }
 
-/// swarmkeeper's side: the record stored by `apply`, converged by the Stack reconciler.
+/// swarmkeeper's side: the real binary, on a prefix of its own in the test etcd.
 struct Swarmkeeper {
-    runtime: tokio::runtime::Runtime,
-    ctx: Context,
-    key: RecordKey,
+    /// Holds the secret key and the record file.
+    dir: tempfile::TempDir,
+    endpoint: String,
+    prefix: String,
 }
 
 impl Swarmkeeper {
@@ -177,8 +171,7 @@ impl Swarmkeeper {
     /// the environment `apply` interpolates the compose file with.
     fn apply(stack: &str, compose: &Path, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let key_file = dir.path().join("key");
-        std::fs::write(&key_file, rand::random::<[u8; 32]>()).expect("write key");
+        std::fs::write(dir.path().join("key"), rand::random::<[u8; 32]>()).expect("write key");
         let record = dir.path().join("stack.yaml");
         std::fs::write(
             &record,
@@ -189,61 +182,37 @@ impl Swarmkeeper {
         )
         .expect("write record");
         let config = Etcd::shared().config("parity");
+        let swarmkeeper = Self {
+            dir,
+            endpoint: config.endpoints[0].clone(),
+            prefix: config.prefix,
+        };
+        let record = record.display().to_string();
+        swarmkeeper.run(&["apply", "-f", &record], env);
+        swarmkeeper
+    }
+
+    /// `swarmkeeper run --once`: converges every record of the prefix, which is ours alone.
+    fn converge(&self) {
+        self.run(&["run", "--once"], &[]);
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) {
         let out = Command::new(env!("CARGO_BIN_EXE_swarmkeeper"))
-            .args(["--etcd-endpoints", &config.endpoints[0]])
-            .args(["--prefix", &config.prefix])
+            .args(["--etcd-endpoints", &self.endpoint, "--prefix", &self.prefix])
             .arg("--secret-key-file")
-            .arg(&key_file)
-            .arg("apply")
-            .arg("-f")
-            .arg(&record)
+            .arg(self.dir.path().join("key"))
+            .args(args)
             .envs(env.iter().copied())
             .output()
-            .expect("run swarmkeeper apply");
+            .expect("run swarmkeeper");
         assert!(
             out.status.success(),
-            "swarmkeeper apply failed: {}{}",
+            "swarmkeeper {} failed: {}{}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let ctx = runtime.block_on(async {
-            Context {
-                store: Store::connect(config)
-                    .await
-                    .expect("connect to the test etcd"),
-                docker: Docker::connect()
-                    .await
-                    .expect("connect to dockerd: run hack/setup.sh"),
-                secret_key: Some(SecretKey::from_file(&key_file).expect("read key")),
-                resync: Duration::from_secs(300),
-            }
-        });
-        Self {
-            runtime,
-            ctx,
-            key: RecordKey::new(Kind::Stack, stack),
-        }
-    }
-
-    /// One pass of the Stack reconciler over the record.
-    fn converge(&self) {
-        let name = &self.key.name;
-        self.runtime.block_on(async {
-            let stored = self
-                .ctx
-                .store
-                .get_record("Stack", name)
-                .await
-                .expect("read the record back");
-            assert!(stored.is_some(), "apply did not store Stack/{name}");
-            stack::reconcile(&self.ctx, &self.key, stored)
-                .await
-                .unwrap_or_else(|e| panic!("reconcile Stack/{name}: {e}"));
-        });
     }
 }
 
@@ -470,8 +439,8 @@ fn assert_parity_with(file: &str, env: &[(&str, &str)]) {
         if names(&ours) == names(&cli) {
             break;
         }
-        // Another swarmkeeper on this swarm (a test with its own etcd prefix) removes
-        // objects whose owner record it does not know: converge again.
+        // A swarmkeeper that predates scoping (a build of another branch running on this
+        // swarm) prunes objects whose owner record its prefix lacks: converge again.
         eprintln!(
             "{file}: objects of Stack/{} vanished, converging again",
             cleanup.swarmkeeper

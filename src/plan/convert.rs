@@ -575,11 +575,15 @@ fn convert_container(
     })
 }
 
-/// `KEY=VALUE` (or a bare `KEY` for a variable without value), sorted.
+/// `KEY=VALUE` (or a bare `KEY` for a variable without value), sorted. A key listed twice
+/// keeps its last value: the CLI loads the list into a map.
 fn convert_environment(environment: Option<&ListOrMap>) -> Vec<String> {
-    let mut env: Vec<String> = environment
+    let unique: HashMap<String, Option<String>> = environment
         .map(|e| e.entries('='))
         .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut env: Vec<String> = unique
         .into_iter()
         .map(|(k, v)| match v {
             Some(v) => format!("{k}={v}"),
@@ -804,10 +808,9 @@ fn convert_ports(service: &Service) -> Result<Vec<EndpointPortConfig>, String> {
     for (i, port) in service.ports.iter().enumerate() {
         specs.extend(port.expand().map_err(|e| format!("ports[{i}]: {e}"))?);
     }
-    // The CLI sorts by published port; ties keep a stable, deterministic order here.
-    specs.sort_by(|a, b| {
-        (a.published, a.target, &a.protocol).cmp(&(b.published, b.target, &b.protocol))
-    });
+    // The CLI sorts by published port only; ties keep the file's order (its sort is
+    // stable for the short lists services have).
+    specs.sort_by_key(|p| p.published);
     specs
         .into_iter()
         .map(|p| {
@@ -1425,6 +1428,43 @@ mod tests {
         assert_eq!(
             effective_capabilities(&caps(&["all", "chown"]), &caps(&["RESET"])),
             (caps(&["ALL"]), caps(&[]))
+        );
+    }
+
+    #[test]
+    fn ports_sort_by_published_port_keeping_the_file_order_of_ties() {
+        let objects = convert(
+            "services:\n  a:\n    image: x\n    ports: [\"9500\", \"9401/udp\", \"8080:80\", \"9400\", {target: 1, published: 19000, mode: host}]\n",
+        );
+        let ports: Vec<_> = service(&objects, "a")
+            .endpoint_spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.published_port, p.target_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                (None, Some(9500)),
+                (None, Some(9401)),
+                (None, Some(9400)),
+                (Some(8080), Some(80)),
+                (Some(19000), Some(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_variable_listed_twice_keeps_its_last_value() {
+        let objects =
+            convert("services:\n  a:\n    image: x\n    environment: [A=0, B, A.B=1, A=1]\n");
+        assert_eq!(
+            container(service(&objects, "a")).env,
+            Some(vec!["A.B=1".to_owned(), "A=1".to_owned(), "B".to_owned()])
         );
     }
 

@@ -530,6 +530,9 @@ fn expand_short_port(text: &str) -> Result<Vec<PortSpec>, String> {
             }
         }
     }
+    // The CLI walks the entry's ports by their `target/protocol` key sorted as strings,
+    // so `99-100` comes out as 100 then 99; published ports of one target keep their order.
+    ports.sort_by_cached_key(|(_, target)| format!("{target}/{protocol}"));
     Ok(ports
         .into_iter()
         .map(|(published, target)| PortSpec {
@@ -858,6 +861,16 @@ mod tests {
             ports("53-54"),
             vec![(0, 53, tcp(), ing()), (0, 54, tcp(), ing())]
         );
+    }
+
+    #[test]
+    fn a_port_range_comes_out_in_the_cli_string_order() {
+        let targets = |entry| ports(entry).into_iter().map(|p| p.1).collect::<Vec<_>>();
+        assert_eq!(targets("99-101"), vec![100, 101, 99]);
+        assert_eq!(targets("9-10/udp"), vec![10, 9]);
+        let pairs = ports("29996-29997:98-99");
+        assert_eq!((pairs[0].0, pairs[0].1), (29996, 98));
+        assert_eq!((pairs[1].0, pairs[1].1), (29997, 99));
     }
 
     #[test]

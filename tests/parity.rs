@@ -487,7 +487,6 @@ fn external_network_secret_and_config_named_by_interpolation() {
 }
 
 #[test]
-#[ignore = "src/controllers/stack.rs creates configs and secrets without their Templating"]
 fn templated_config_and_secret_keep_their_template_driver() {
     assert_parity("templated.yml");
 }

@@ -22,7 +22,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use base64::Engine as _;
-use bollard::models::{Config, ConfigSpec, Network, Secret, SecretSpec, Service, ServiceSpec};
+use bollard::models::{
+    Config, ConfigSpec, Driver, Network, Secret, SecretSpec, Service, ServiceSpec,
+};
 use sha2::{Digest, Sha256};
 
 use super::status::{Condition, Owned, Phase, Status};
@@ -76,6 +78,17 @@ struct Blob {
     labels: HashMap<String, String>,
     /// Base64 of the content, as the Engine API takes it. Never logged.
     data: String,
+    /// A secret's driver plugin, when not the built-in store.
+    driver: Option<Driver>,
+    /// The template driver (`template_driver:`), when the content is a template.
+    templating: Option<Driver>,
+}
+
+/// How a secret or config version is stored, besides its content.
+#[derive(Default)]
+struct Drivers<'a> {
+    driver: Option<&'a Driver>,
+    templating: Option<&'a Driver>,
 }
 
 /// Everything the record wants, converted and with secret values resolved.
@@ -158,12 +171,27 @@ async fn desired(
             Some(k) => k.digest(&content),
             None => hash_hex(&content),
         };
-        secrets.push(blob(&s.name, &s.labels, &owner_labels, &digest, &content)?);
+        let drivers = Drivers {
+            driver: s.driver.as_ref(),
+            templating: s.templating.as_ref(),
+        };
+        secrets.push(blob(
+            &s.name,
+            &s.labels,
+            &owner_labels,
+            &digest,
+            &content,
+            drivers,
+        )?);
     }
     let mut configs = Vec::new();
     for c in &objects.configs {
         let SecretSource::Content(content) = &c.source else {
             return Ok(Err(Invalid(format!("config {:?} has no content", c.key))));
+        };
+        let drivers = Drivers {
+            driver: None,
+            templating: c.templating.as_ref(),
         };
         configs.push(blob(
             &c.name,
@@ -171,6 +199,7 @@ async fn desired(
             &owner_labels,
             &hash_hex(content),
             content,
+            drivers,
         )?);
     }
     Ok(Ok(Desired {
@@ -187,16 +216,24 @@ fn blob(
     owner_labels: &BTreeMap<String, String>,
     digest: &str,
     content: &[u8],
+    drivers: Drivers<'_>,
 ) -> Result<Blob, Error> {
-    let versioned = versioned_name(name, digest).map_err(Error::Waiting)?;
+    // Drivers are immutable too: a change of driver is a new version.
+    let digest = match (drivers.driver, drivers.templating) {
+        (None, None) => digest.to_string(),
+        (driver, templating) => json_hash(&(digest, driver, templating)),
+    };
+    let versioned = versioned_name(name, &digest).map_err(Error::Waiting)?;
     let mut labels = labels.clone();
     labels.extend(owner_labels.clone());
-    labels.insert(SPEC_HASH.to_string(), digest.to_string());
+    labels.insert(SPEC_HASH.to_string(), digest);
     Ok(Blob {
         logical: name.to_string(),
         versioned,
         labels,
         data: base64::engine::general_purpose::STANDARD.encode(content),
+        driver: drivers.driver.cloned(),
+        templating: drivers.templating.cloned(),
     })
 }
 
@@ -651,7 +688,8 @@ async fn converge(
             name: Some(b.versioned.clone()),
             labels: Some(b.labels.clone()),
             data: Some(b.data.clone()),
-            ..Default::default()
+            driver: b.driver.clone(),
+            templating: b.templating.clone(),
         };
         let id = ctx.docker.create_secret(spec).await?;
         ctx.event(
@@ -672,7 +710,7 @@ async fn converge(
             name: Some(b.versioned.clone()),
             labels: Some(b.labels.clone()),
             data: Some(b.data.clone()),
-            ..Default::default()
+            templating: b.templating.clone(),
         };
         let id = ctx.docker.create_config(spec).await?;
         ctx.event(

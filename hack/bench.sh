@@ -70,7 +70,7 @@ seconds() {
 	start=$(date +%s.%N)
 	"$@" >"$WORK/last.out" 2>&1
 	end=$(date +%s.%N)
-	echo "$end - $start" | bc -l | xargs printf '%.2f'
+	awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
 }
 writes() { sed -n 's/.*with \([0-9]*\) writes to dockerd.*/\1/p' "$WORK/last.out"; }
 
@@ -83,7 +83,7 @@ t_drift=$(seconds "$SK" drift --exit-code)
 cli_total=0
 for i in $(seq 1 "$N"); do
 	t=$(seconds docker stack deploy --resolve-image never -c "$WORK/compose/stack$i.yml" "${RUN}cli$i")
-	cli_total=$(echo "$cli_total + $t" | bc -l)
+	cli_total=$(awk -v a="$cli_total" -v b="$t" 'BEGIN { printf "%.2f", a + b }')
 done
 
 report="target/bench-report.md"
@@ -97,16 +97,18 @@ mkdir -p target
 	echo "| first converge (run --once) | $t_first | $w_first |"
 	echo "| converged again (run --once) | $t_again | $w_again |"
 	echo "| drift of every record | $t_drift | 0 |"
-	echo "| docker stack deploy --resolve-image never, $N times | $(printf '%.2f' "$cli_total") | - |"
+	echo "| docker stack deploy --resolve-image never, $N times | $cli_total | - |"
 } | tee "$report"
 
 fail=0
 [[ "$w_again" == 0 ]] || { warn "target missed: a pass over converged state wrote $w_again times"; fail=1; }
-if ((N <= 20)) && (($(echo "$t_again >= 2" | bc -l))); then
+# gt A B: whether A > B, for decimal seconds.
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
+if ((N <= 20)) && gt "$t_again" 2; then
 	warn "target missed: converged pass took ${t_again}s (target < 2 s)"
 	fail=1
 fi
-if (($(echo "$t_first > $cli_total" | bc -l))); then
+if gt "$t_first" "$cli_total"; then
 	warn "target missed: first converge (${t_first}s) slower than docker stack deploy (${cli_total}s)"
 	fail=1
 fi

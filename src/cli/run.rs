@@ -170,6 +170,7 @@ async fn once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, 
         results.extend(runtime::run_once(of_kind, controllers.clone(), concurrency).await);
     }
     let mut failed = false;
+    let reconciled = results.len();
     for (key, result) in results {
         match result {
             Err(err) => {
@@ -199,6 +200,10 @@ async fn once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, 
             }
         }
     }
+    println!(
+        "reconciled {reconciled} records with {} writes to dockerd",
+        controllers.ctx.docker.writes()
+    );
     Ok(u8::from(failed))
 }
 

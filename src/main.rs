@@ -164,7 +164,26 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{s:?}: must not be negative"))
 }
 
+/// `swarmkeeper get | head` closes stdout early; Rust ignores SIGPIPE, so the
+/// next `println!` panics. Exit quietly as a SIGPIPE'd command would instead.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -178,12 +178,48 @@ impl Reconciler<RecordKey> for Controllers {
     async fn reconcile(self: Arc<Self>, key: RecordKey) -> Result<Action, Error> {
         let started = std::time::Instant::now();
         let kind = key.kind.as_str();
-        let result = self.reconcile_key(key).await;
+        let result = self.reconcile_key(key.clone()).await;
         if let Some(m) = &self.metrics {
             let outcome = result.as_ref().map_or_else(Error::kind, |_| "ok");
             m.reconciled(kind, outcome, started.elapsed().as_secs_f64());
         }
+        if let Err(err) = &result {
+            self.ctx.record_error(&key, err).await;
+        }
         result
+    }
+}
+
+impl Context {
+    /// Makes a failed reconcile visible: an event, and the error in the
+    /// record's status message (its phase stays what the last pass found),
+    /// while the runtime retries with backoff.
+    async fn record_error(&self, key: &RecordKey, err: &Error) {
+        let message = format!("retrying after error: {err}");
+        self.event(key, true, "Error", message.clone()).await;
+        let current = match self.store.get_status(key.kind.as_str(), &key.name).await {
+            Ok(v) => v.and_then(|v| serde_json::from_value::<Status>(v.value).ok()),
+            Err(_) => return,
+        };
+        let status = match current {
+            Some(mut s) => {
+                s.message = message;
+                s.updated_at = jiff::Timestamp::now();
+                s
+            }
+            None => Status {
+                phase: Phase::Pending,
+                observed_revision: 0,
+                message,
+                conditions: Vec::new(),
+                owned: Vec::new(),
+                drift: Vec::new(),
+                updated_at: jiff::Timestamp::now(),
+            },
+        };
+        if let Err(err) = self.write_status(key, &status).await {
+            tracing::warn!(record = %key, %err, "could not record the error in the status");
+        }
     }
 }
 

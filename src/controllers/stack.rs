@@ -34,7 +34,8 @@ use crate::plan::convert::{self, SecretSource, StackObjects};
 use crate::plan::diff::{self, FieldDiff};
 use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
 use crate::plan::stack::{
-    add_labels, compare_service, compose_path, keep_pinned_digest, network_ids, versioned_name,
+    add_labels, compare_service, compose_path, json_hash, keep_pinned_digest, network_ids,
+    versioned_name,
 };
 use crate::runtime::Action;
 use crate::store::Versioned;
@@ -90,26 +91,6 @@ struct Invalid(String);
 
 fn hash_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// A hash of the JSON form with object keys sorted: label maps are `HashMap`s,
-/// whose order changes from one process to the next.
-fn json_hash<T: serde::Serialize>(v: &T) -> String {
-    fn sorted(v: serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(map) => {
-                let mut entries: Vec<_> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                serde_json::Value::Object(entries.into_iter().collect())
-            }
-            serde_json::Value::Array(items) => {
-                serde_json::Value::Array(items.into_iter().map(sorted).collect())
-            }
-            other => other,
-        }
-    }
-    let value = sorted(serde_json::to_value(v).unwrap_or_default());
-    hash_hex(value.to_string().as_bytes())
 }
 
 /// The network as swarmkeeper creates it: the converted request plus ownership labels.
@@ -649,13 +630,11 @@ async fn converge(
         if ids.networks.contains_key(&net.name) {
             continue;
         }
-        let mut spec = net.spec.clone();
-        add_labels(&mut spec.labels, &desired.owner_labels);
-        let hash = json_hash(&net.spec);
-        spec.labels
-            .get_or_insert_with(HashMap::new)
-            .insert(SPEC_HASH.into(), hash);
-        let id = ctx.docker.create_network(spec).await?;
+        // The same request drift compares with, so a fresh network is not drift.
+        let id = ctx
+            .docker
+            .create_network(network_request(net, desired))
+            .await?;
         ctx.event(
             key,
             false,

@@ -551,21 +551,30 @@ pub async fn reconcile(
     }
     known_ids(&desired, &live, &mut ids);
     let drift = drift_of(&desired, &live, &ids);
-    if !self_heal && applied(ctx, key, generation).await? {
+    let report_only = !self_heal && applied(ctx, key, generation).await?;
+    let status = if report_only {
         let mut status = status_of(&desired, &live, generation, drift);
         if !status.drift.is_empty() {
             status.phase = Phase::Degraded;
             status.message = "drift found; self-heal is off for this record".into();
         }
-        ctx.write_status(key, &status).await?;
-        return Ok(Action::requeue(ctx.resync));
-    }
-    converge(ctx, key, &desired, &live, &mut ids).await?;
-    let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
-    let after = Live::observe(ctx, &owner).await?;
-    let status = status_of(&desired, &after, generation, drift);
+        status
+    } else {
+        converge(ctx, key, &desired, &live, &mut ids).await?;
+        let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
+        let after = Live::observe(ctx, &owner).await?;
+        let mut status = status_of(&desired, &after, generation, drift);
+        if lingering && status.phase == Phase::Ready {
+            // Not converged while objects the file dropped are still there.
+            status.phase = Phase::Progressing;
+            status.message = "waiting to remove objects still in use".into();
+        }
+        status
+    };
+    // Task states raise no Docker event: a stack on its way is looked at again soon.
     let again = match status.phase {
-        Phase::Ready if !lingering => ctx.resync,
+        Phase::Ready => ctx.resync,
+        Phase::Degraded if report_only => ctx.resync,
         _ => std::time::Duration::from_secs(2),
     };
     ctx.write_status(key, &status).await?;

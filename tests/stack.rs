@@ -1116,7 +1116,11 @@ async fn a_run_killed_mid_converge_then_run_once_leaves_exactly_the_desired_stat
             .list_events(Some(("Stack", &name)))
             .await
             .expect("events");
-        if events.iter().any(|(_, _, e)| e.reason == "Created") {
+        // Services come last: killed now, some exist and some do not.
+        if events
+            .iter()
+            .any(|(_, _, e)| e.message.starts_with("created service"))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "run created nothing");

@@ -184,10 +184,15 @@ async fn once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, 
                     .get_status(key.kind.as_str(), &key.name)
                     .await
                     .map_err(Failure::error)?
-                    .and_then(|v| serde_json::from_value::<Status>(v.value).ok());
+                    .map(|v| serde_json::from_value::<Status>(v.value));
                 match status {
                     None => println!("{key}: removed"),
-                    Some(s) => {
+                    // Not "removed": the record is there, its status is what is wrong.
+                    Some(Err(err)) => {
+                        failed = true;
+                        println!("{key}: error: unreadable status: {err}");
+                    }
+                    Some(Ok(s)) => {
                         failed |= s.phase == Phase::Failed;
                         let msg = if s.message.is_empty() {
                             String::new()

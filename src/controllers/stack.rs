@@ -42,7 +42,8 @@ use crate::plan::stack::{
 use crate::runtime::Action;
 use crate::store::Versioned;
 
-/// The annotation that turns self-heal off: drift is reported, not corrected.
+/// The annotation that turns self-heal off: each change to the record is still
+/// deployed, but drift made in the swarm afterwards is reported, not corrected.
 pub const SELF_HEAL: &str = "swarmkeeper.dev/self-heal";
 
 /// The live objects one stack record owns.
@@ -587,37 +588,50 @@ pub async fn reconcile(
     }
     known_ids(&desired, &live, &mut ids);
     let drift = drift_of(&desired, &live, &ids);
-    if !self_heal {
-        let status = Status {
-            phase: if drift.is_empty() {
-                Phase::Ready
-            } else {
-                Phase::Degraded
-            },
-            observed_revision: generation,
-            message: if drift.is_empty() {
-                String::new()
-            } else {
-                "drift found; self-heal is off for this record".into()
-            },
-            conditions: Vec::new(),
-            owned: owned(&live),
-            drift,
-            updated_at: jiff::Timestamp::now(),
-        };
-        ctx.write_status(key, &status).await?;
-        return Ok(Action::requeue(ctx.resync));
-    }
-    converge(ctx, key, &desired, &live, &mut ids).await?;
-    let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
-    let after = Live::observe(ctx, &owner).await?;
-    let status = status_of(&desired, &after, generation, drift);
+    let report_only = !self_heal && applied(ctx, key, generation).await?;
+    let status = if report_only {
+        let mut status = status_of(&desired, &live, generation, drift);
+        if !status.drift.is_empty() {
+            status.phase = Phase::Degraded;
+            status.message = "drift found; self-heal is off for this record".into();
+        }
+        status
+    } else {
+        converge(ctx, key, &desired, &live, &mut ids).await?;
+        let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
+        let after = Live::observe(ctx, &owner).await?;
+        let mut status = status_of(&desired, &after, generation, drift);
+        if lingering && status.phase == Phase::Ready {
+            // Not converged while objects the file dropped are still there.
+            status.phase = Phase::Progressing;
+            status.message = "waiting to remove objects still in use".into();
+        }
+        status
+    };
+    // Task states raise no Docker event: a stack on its way is looked at again soon.
     let again = match status.phase {
-        Phase::Ready if !lingering => ctx.resync,
+        Phase::Ready => ctx.resync,
+        Phase::Degraded if report_only => ctx.resync,
         _ => std::time::Duration::from_secs(2),
     };
     ctx.write_status(key, &status).await?;
     Ok(Action::requeue(again))
+}
+
+/// Whether a converging pass has already finished for this generation of the record.
+///
+/// With self-heal off a record is still deployed, once per change to it: only
+/// what happens to the swarm afterwards is reported rather than corrected.
+async fn applied(ctx: &Context, key: &RecordKey, generation: i64) -> Result<bool, Error> {
+    let Some(stored) = ctx.store.get_status(key.kind.as_str(), &key.name).await? else {
+        return Ok(false);
+    };
+    Ok(
+        serde_json::from_value::<Status>(stored.value).is_ok_and(|s| {
+            s.observed_revision == generation
+                && matches!(s.phase, Phase::Progressing | Phase::Ready | Phase::Degraded)
+        }),
+    )
 }
 
 /// Fills `ids` with the live objects that already match the desired ones.
@@ -667,6 +681,7 @@ async fn converge(
         if ids.networks.contains_key(&net.name) {
             continue;
         }
+        // The same request drift compares with, so a fresh network is not drift.
         let id = ctx
             .docker
             .create_network(network_request(net, desired))

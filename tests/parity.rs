@@ -21,72 +21,26 @@ use std::process::Command;
 
 use serde_json::{Map, Value};
 
+use common::swarm::{
+    DOCKER, docker, docker_ok, docker_with_env, names_with_label, require_swarm_manager,
+};
 use common::{Etcd, unique_name};
 
-/// The docker CLI of the same release as the daemon.
-const DOCKER: &str = "/usr/bin/docker";
 const NAMESPACE: &str = "com.docker.stack.namespace";
 /// How many times swarmkeeper's side is converged when its objects vanish under it.
 const ATTEMPTS: usize = 5;
 /// Placeholder both stack names are replaced by.
 const STACK: &str = "STACK";
 
-/// Runs the docker CLI and returns its stdout, panicking with stderr on failure.
-fn docker(args: &[&str]) -> String {
-    docker_with_env(args, &[])
-}
-
-/// [`docker`] with extra environment variables, for interpolation in compose files.
-fn docker_with_env(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(DOCKER)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}: run hack/setup.sh"));
-    assert!(
-        out.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Like [`docker`], ignoring failures: for cleanup.
+/// Like [`docker_ok`], ignoring failures: for cleanup.
 fn docker_quiet(args: &[&str]) {
-    let _ = Command::new(DOCKER).args(args).output();
-}
-
-fn require_swarm_manager() {
-    let answer = Command::new(DOCKER)
-        .args(["info", "--format", "{{.Swarm.ControlAvailable}}"])
-        .output();
-    let manager = answer.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true");
-    assert!(
-        manager,
-        "docker is not a swarm manager here: run hack/setup.sh"
-    );
+    let _ = docker(args);
 }
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/parity")
         .join(name)
-}
-
-/// Names of the objects of one kind (`service`, `network`, `secret`, `config`) carrying a label.
-fn names_with_label(object: &str, label: &str) -> Vec<String> {
-    docker(&[
-        object,
-        "ls",
-        "--filter",
-        &format!("label={label}"),
-        "--format",
-        "{{.Name}}",
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
 }
 
 /// External objects a fixture uses (`<base>_net`, `<base>_secret`, `<base>_config`),
@@ -98,7 +52,7 @@ struct ExternalObjects {
 impl ExternalObjects {
     fn create() -> Self {
         let base = alphanumeric_name("skpx");
-        docker(&[
+        docker_ok(&[
             "network",
             "create",
             "--driver",
@@ -110,8 +64,8 @@ impl ExternalObjects {
         let file = dir.path().join("value");
         std::fs::write(&file, "external value\n").expect("write value");
         let file = file.display().to_string();
-        docker(&["secret", "create", &format!("{base}_secret"), &file]);
-        docker(&["config", "create", &format!("{base}_config"), &file]);
+        docker_ok(&["secret", "create", &format!("{base}_secret"), &file]);
+        docker_ok(&["config", "create", &format!("{base}_config"), &file]);
         Self { base }
     }
 }
@@ -340,7 +294,7 @@ fn drop_bookkeeping_labels(value: &mut Value) {
 
 /// Network IDs to names, for every network of the swarm.
 fn network_names() -> BTreeMap<String, String> {
-    docker(&[
+    docker_ok(&[
         "network",
         "ls",
         "--no-trunc",

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Etcd;
+use common::swarm::{IMAGE, docker, docker_ok, names_with_label, require_swarm_manager};
 use serde_json::{Value, json};
 use swarmkeeper::api::Kind;
 use swarmkeeper::api::{API_VERSION, Record};
@@ -22,7 +23,6 @@ use swarmkeeper::docker::Docker;
 use swarmkeeper::runtime::run_once;
 use swarmkeeper::store::{Expect, RecordPut, SecretKey, Store};
 
-const IMAGE: &str = "local/busybox:1";
 const OWNER: &str = "swarmkeeper.owner";
 /// External objects a test creates carry this label, so the guard finds them.
 const TEST_LABEL: &str = "swarmkeeper.test";
@@ -32,66 +32,8 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------
 // The docker CLI and the guard
 
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI must be installed: run hack/setup.sh")
-}
-
-/// Runs the docker CLI and panics with its stderr when it fails.
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn lines(s: &str) -> Vec<String> {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Names of the objects of one type (`service`, `secret`, `config`, `network`) with a label.
-fn names_with_label(object: &str, label: &str) -> Vec<String> {
-    let mut names = lines(&docker_ok(&[
-        object,
-        "ls",
-        "--filter",
-        &format!("label={label}"),
-        "--format",
-        "{{.Name}}",
-    ]));
-    names.sort();
-    names
-}
-
 fn owned(object: &str, stack: &str) -> Vec<String> {
     names_with_label(object, &format!("{OWNER}=Stack.{stack}"))
-}
-
-/// Panics unless dockerd is a swarm manager with the test image.
-fn require_swarm() {
-    let info = docker(&[
-        "info",
-        "--format",
-        "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&info.stdout).trim(),
-        "active true",
-        "dockerd is not running as a swarm manager: run hack/setup.sh"
-    );
-    assert!(
-        docker(&["image", "inspect", IMAGE]).status.success(),
-        "{IMAGE} is missing: run hack/setup.sh"
-    );
 }
 
 /// A lowercase name of the form `sks<random>`, short enough for `<stack>_<service>`.
@@ -110,7 +52,7 @@ struct Guard {
 
 impl Guard {
     fn new() -> Self {
-        require_swarm();
+        require_swarm_manager();
         Self {
             id: stack_name(),
             stacks: Vec::new(),
@@ -492,13 +434,11 @@ async fn example_stacks_converge_and_docker_stack_lists_them() {
             status.conditions.iter().all(|c| c.ready),
             "{example}: {status:#?}"
         );
-        let services = lines(&docker_ok(&[
-            "stack",
-            "services",
-            name,
-            "--format",
-            "{{.Name}}",
-        ]));
+        let services: Vec<String> =
+            docker_ok(&["stack", "services", name, "--format", "{{.Name}}"])
+                .lines()
+                .map(str::to_owned)
+                .collect();
         assert_eq!(
             services.len(),
             status.conditions.len(),

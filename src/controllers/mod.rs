@@ -119,16 +119,33 @@ impl Context {
         message: String,
     ) -> Result<Action, Error> {
         self.event(key, true, "Failed", message.clone()).await;
-        let status = Status {
-            phase: Phase::Failed,
-            observed_revision: generation,
-            message,
-            conditions: Vec::new(),
-            owned: Vec::new(),
-            drift: Vec::new(),
-            updated_at: jiff::Timestamp::now(),
-        };
+        let status = Status::new(Phase::Failed, generation).with_message(message);
         self.write_status(key, &status).await?;
+        Ok(Action::await_change())
+    }
+}
+
+/// Parses a stored record; for an invalid one, the message its status shows.
+///
+/// # Errors
+/// Every problem of the record, joined.
+pub fn parse_record(value: serde_json::Value) -> Result<crate::api::Record, String> {
+    crate::api::Record::from_value(value).map_err(|errors| {
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("invalid record: {}", all.join("; "))
+    })
+}
+
+impl Context {
+    /// Ends the pass over a deleted record: its status (the memory of what it
+    /// owned) goes once nothing is left; until then it is looked at again soon.
+    async fn forget(&self, key: &RecordKey, lingering: bool) -> Result<Action, Error> {
+        if lingering {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+        self.store
+            .delete_status(key.kind.as_str(), &key.name)
+            .await?;
         Ok(Action::await_change())
     }
 }
@@ -155,15 +172,9 @@ impl Controllers {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.
                 if let Some(stored) = stored {
-                    let status = Status {
-                        phase: Phase::Pending,
-                        observed_revision: stored.mod_revision,
-                        message: format!("no controller for {} yet in this version", key.kind),
-                        conditions: Vec::new(),
-                        owned: Vec::new(),
-                        drift: Vec::new(),
-                        updated_at: jiff::Timestamp::now(),
-                    };
+                    let status = Status::new(Phase::Pending, stored.mod_revision).with_message(
+                        format!("no controller for {} yet in this version", key.kind),
+                    );
                     self.ctx.write_status(&key, &status).await?;
                 }
                 Ok(Action::await_change())
@@ -207,15 +218,7 @@ impl Context {
                 s.updated_at = jiff::Timestamp::now();
                 s
             }
-            None => Status {
-                phase: Phase::Pending,
-                observed_revision: 0,
-                message,
-                conditions: Vec::new(),
-                owned: Vec::new(),
-                drift: Vec::new(),
-                updated_at: jiff::Timestamp::now(),
-            },
+            None => Status::new(Phase::Pending, 0).with_message(message),
         };
         if let Err(err) = self.write_status(key, &status).await {
             tracing::warn!(record = %key, %err, "could not record the error in the status");

@@ -13,8 +13,8 @@ use bollard::models::{Ipam, IpamConfig, Network, NetworkCreateRequest};
 
 use super::status::{Owned, Phase, Status};
 use super::{Context, Error, RecordKey};
+use crate::api::Spec;
 use crate::api::network::NetworkSpec;
-use crate::api::{Record, Spec};
 use crate::docker::labels::{Owner, SPEC_HASH};
 use crate::plan::diff::{self, FieldDiff};
 use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
@@ -104,20 +104,9 @@ pub fn compare(want: &NetworkCreateRequest, live: &Network) -> Vec<FieldDiff> {
 }
 
 fn spec_of(stored: Versioned) -> Result<NetworkSpec, String> {
-    match Record::from_value(stored.value) {
-        Ok(Record {
-            spec: Spec::Network(spec),
-            ..
-        }) => Ok(spec),
-        Ok(_) => Err("record is not a Network".into()),
-        Err(errors) => Err(format!(
-            "invalid record: {}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
+    match super::parse_record(stored.value)?.spec {
+        Spec::Network(spec) => Ok(spec),
+        _ => Err("record is not a Network".into()),
     }
 }
 
@@ -155,15 +144,12 @@ pub async fn reconcile(
                 }
                 // Stacks still use it: try again once they are gone.
                 Err(err) if err.is_in_use() || err.is_transient() => {
-                    return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+                    return ctx.forget(key, true).await;
                 }
                 Err(err) => return Err(err.into()),
             }
         }
-        ctx.store
-            .delete_status(key.kind.as_str(), &key.name)
-            .await?;
-        return Ok(Action::await_change());
+        return ctx.forget(key, false).await;
     };
     let generation = stored.mod_revision;
     let spec = match spec_of(stored) {
@@ -172,13 +158,8 @@ pub async fn reconcile(
     };
     let want = request(&key.name, &spec, ctx.docker.owner_labels(&owner));
     let mut status = Status {
-        phase: Phase::Ready,
-        observed_revision: generation,
-        message: String::new(),
-        conditions: Vec::new(),
         owned: owned(&live),
-        drift: Vec::new(),
-        updated_at: jiff::Timestamp::now(),
+        ..Status::new(Phase::Ready, generation)
     };
     match live
         .iter()

@@ -13,8 +13,8 @@ use bollard::models::{Node, NodeSpec as SwarmNodeSpec, NodeSpecAvailabilityEnum}
 
 use super::status::{Owned, Phase, Status};
 use super::{Context, Error, RecordKey};
+use crate::api::Spec;
 use crate::api::node::{Availability, NodeSpec};
-use crate::api::{Record, Spec};
 use crate::plan::diff::FieldDiff;
 use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
 use crate::runtime::Action;
@@ -84,20 +84,9 @@ fn previous_labels(status: Option<Versioned>) -> Vec<String> {
 }
 
 fn spec_of(stored: Versioned) -> Result<NodeSpec, String> {
-    match Record::from_value(stored.value) {
-        Ok(Record {
-            spec: Spec::Node(spec),
-            ..
-        }) => Ok(spec),
-        Ok(_) => Err("record is not a Node".into()),
-        Err(errors) => Err(format!(
-            "invalid record: {}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
+    match super::parse_record(stored.value)?.spec {
+        Spec::Node(spec) => Ok(spec),
+        _ => Err("record is not a Node".into()),
     }
 }
 
@@ -123,10 +112,7 @@ pub async fn reconcile(
             };
             update(ctx, key, node, &none, &previous).await?;
         }
-        ctx.store
-            .delete_status(key.kind.as_str(), &key.name)
-            .await?;
-        return Ok(Action::await_change());
+        return ctx.forget(key, false).await;
     };
     let generation = stored.mod_revision;
     let want = match spec_of(stored) {
@@ -134,24 +120,13 @@ pub async fn reconcile(
         Err(msg) => return ctx.fail(key, generation, msg).await,
     };
     let Some(node) = node else {
-        let status = Status {
-            phase: Phase::Pending,
-            observed_revision: generation,
-            message: format!("no node named {:?} in the swarm", key.name),
-            conditions: Vec::new(),
-            owned: Vec::new(),
-            drift: Vec::new(),
-            updated_at: jiff::Timestamp::now(),
-        };
+        let status = Status::new(Phase::Pending, generation)
+            .with_message(format!("no node named {:?} in the swarm", key.name));
         ctx.write_status(key, &status).await?;
         return Ok(Action::requeue(std::time::Duration::from_secs(60)));
     };
     update(ctx, key, node, &want, &previous).await?;
     let status = Status {
-        phase: Phase::Ready,
-        observed_revision: generation,
-        message: String::new(),
-        conditions: Vec::new(),
         owned: want
             .labels
             .keys()
@@ -161,8 +136,7 @@ pub async fn reconcile(
                 id: node.id.clone().unwrap_or_default(),
             })
             .collect(),
-        drift: Vec::new(),
-        updated_at: jiff::Timestamp::now(),
+        ..Status::new(Phase::Ready, generation)
     };
     ctx.write_status(key, &status).await?;
     Ok(Action::requeue(ctx.resync))

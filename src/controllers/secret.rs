@@ -18,8 +18,8 @@ use rand::Rng as _;
 
 use super::status::{Owned, Phase, Status};
 use super::{Context, Error, RecordKey};
+use crate::api::Spec;
 use crate::api::secret::{Generate, SecretSpec};
-use crate::api::{Record, Spec};
 use crate::docker::labels::{Owner, SPEC_HASH};
 use crate::plan::stack::versioned_name;
 use crate::runtime::Action;
@@ -97,35 +97,18 @@ pub async fn reconcile(
     let owner = Owner::new("Secret", &key.name);
     let live = ctx.docker.list_secrets(Some(&owner)).await?;
     let Some(stored) = stored else {
-        if remove_versions(ctx, key, &live, None).await? {
-            return Ok(Action::requeue(std::time::Duration::from_secs(5)));
-        }
-        ctx.store
-            .delete_status(key.kind.as_str(), &key.name)
-            .await?;
-        return Ok(Action::await_change());
+        let lingering = remove_versions(ctx, key, &live, None).await?;
+        return ctx.forget(key, lingering).await;
     };
     let generation = stored.mod_revision;
-    let spec = match Record::from_value(stored.value) {
-        Ok(Record {
-            spec: Spec::Secret(spec),
-            ..
-        }) => spec,
+    let spec = match super::parse_record(stored.value).map(|r| r.spec) {
+        Ok(Spec::Secret(spec)) => spec,
         Ok(_) => {
             return ctx
                 .fail(key, generation, "record is not a Secret".into())
                 .await;
         }
-        Err(errors) => {
-            let msg = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return ctx
-                .fail(key, generation, format!("invalid record: {msg}"))
-                .await;
-        }
+        Err(msg) => return ctx.fail(key, generation, msg).await,
     };
     let content = match value(ctx, &key.name, &spec).await? {
         Ok(v) => v,
@@ -174,19 +157,14 @@ pub async fn reconcile(
         id,
     });
     let lingering = remove_versions(ctx, key, &live, Some(&versioned)).await?;
-    let status = Status {
-        phase: Phase::Ready,
-        observed_revision: generation,
-        message: if lingering {
-            "older versions are still used by services; they go once those move".into()
-        } else {
-            String::new()
-        },
-        conditions: Vec::new(),
+    let mut status = Status {
         owned,
-        drift: Vec::new(),
-        updated_at: jiff::Timestamp::now(),
+        ..Status::new(Phase::Ready, generation)
     };
+    if lingering {
+        status.message =
+            "older versions are still used by services; they go once those move".into();
+    }
     ctx.write_status(key, &status).await?;
     Ok(Action::requeue(if lingering {
         std::time::Duration::from_secs(10)

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::status::{Condition, Owned, Phase, Status};
 use super::{Context, Error, RecordKey};
-use crate::api::{Record, Spec};
+use crate::api::Spec;
 use crate::docker::labels::{Owner, SPEC_HASH};
 use crate::docker::{ServiceUpdate, TaskCounts, service_update_state};
 use crate::plan::convert::{self, SecretSource, StackObjects};
@@ -127,16 +127,9 @@ async fn desired(
     name: &str,
     value: serde_json::Value,
 ) -> Result<Result<Desired, Invalid>, Error> {
-    let record = match Record::from_value(value) {
+    let record = match super::parse_record(value) {
         Ok(r) => r,
-        Err(errors) => {
-            let msg = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Ok(Err(Invalid(format!("invalid record: {msg}"))));
-        }
+        Err(msg) => return Ok(Err(Invalid(msg))),
     };
     let Spec::Stack(spec) = &record.spec else {
         return Ok(Err(Invalid("record is not a Stack".into())));
@@ -550,13 +543,7 @@ pub async fn reconcile(
             owner_labels: BTreeMap::new(),
         };
         let lingering = remove_orphans(ctx, key, orphans(&everything, &live)).await?;
-        if lingering {
-            return Ok(Action::requeue(std::time::Duration::from_secs(2)));
-        }
-        ctx.store
-            .delete_status(key.kind.as_str(), &key.name)
-            .await?;
-        return Ok(Action::await_change());
+        return ctx.forget(key, lingering).await;
     };
     let generation = stored.mod_revision;
     let self_heal = stored
@@ -574,13 +561,8 @@ pub async fn reconcile(
     if !missing.is_empty() {
         let message = format!("waiting for external {}", missing.join(", "));
         let status = Status {
-            phase: Phase::Pending,
-            observed_revision: generation,
-            message: message.clone(),
-            conditions: Vec::new(),
             owned: owned(&live),
-            drift: Vec::new(),
-            updated_at: jiff::Timestamp::now(),
+            ..Status::new(Phase::Pending, generation).with_message(message.clone())
         };
         ctx.event(key, true, "Waiting", message).await;
         ctx.write_status(key, &status).await?;
@@ -842,13 +824,10 @@ fn status_of(desired: &Desired, after: &Live, generation: i64, drift: Vec<Object
         });
     }
     Status {
-        phase,
-        observed_revision: generation,
-        message: String::new(),
         conditions,
         owned: owned(after),
         drift,
-        updated_at: jiff::Timestamp::now(),
+        ..Status::new(phase, generation)
     }
 }
 

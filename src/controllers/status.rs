@@ -64,6 +64,28 @@ pub struct Status {
     pub updated_at: jiff::Timestamp,
 }
 
+impl Status {
+    /// A status of `phase` for the record's generation, stamped now.
+    pub fn new(phase: Phase, observed_revision: i64) -> Self {
+        Self {
+            phase,
+            observed_revision,
+            message: String::new(),
+            conditions: Vec::new(),
+            owned: Vec::new(),
+            drift: Vec::new(),
+            updated_at: jiff::Timestamp::now(),
+        }
+    }
+
+    /// The same status with a message.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@
 //! using this harness panics, so a missing etcd never looks like a pass.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod swarm;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1207,3 +1207,82 @@ async fn a_file_secret_reaches_the_swarm_and_never_shows_in_status_events_drift_
         "the secret value leaked into status, events, drift or logs"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 10. Leader election
+
+/// The `swarmkeeper_leader` gauge of a replica, once its `/metrics` answers.
+fn leader_gauge(addr: &str) -> Option<i64> {
+    let (code, body) = http_get(addr, "/metrics")?;
+    if code != 200 {
+        return None;
+    }
+    body.lines()
+        .find(|l| l.starts_with("swarmkeeper_leader "))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_another_takes_over_when_it_dies() {
+    require_swarm_manager();
+    let mut guard = Guard::new();
+    let env = Env::new("leader").await;
+    let name = guard.stack();
+    put(
+        &env.store,
+        "Stack",
+        &name,
+        stack_record(&name, sleepers(&["web"])),
+    )
+    .await;
+    let addrs: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    for addr in &addrs {
+        let child = env
+            .cli()
+            .args(["run", "--http-addr", addr, "--resync", "5m"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run starts");
+        guard.children.push(child);
+    }
+    eventually(
+        "exactly one of two replicas leads",
+        CONVERGE_TIMEOUT,
+        || {
+            let gauges: Vec<Option<i64>> = addrs.iter().map(|a| leader_gauge(a)).collect();
+            gauges.iter().all(Option::is_some) && gauges.iter().flatten().sum::<i64>() == 1
+        },
+    )
+    .await;
+    let service = format!("{name}_web");
+    eventually("the leader deploys the stack", CONVERGE_TIMEOUT, || {
+        docker(&["service", "inspect", &service]).status.success()
+    })
+    .await;
+
+    let leader = addrs
+        .iter()
+        .position(|a| leader_gauge(a) == Some(1))
+        .expect("a leader");
+    guard.children[leader].kill().expect("kill the leader");
+    let standby = &addrs[1 - leader];
+    // The dead leader's lease has to expire first (its TTL is 15 s).
+    let took = eventually("the standby takes over", CONVERGE_TIMEOUT, || {
+        leader_gauge(standby) == Some(1)
+    })
+    .await;
+    println!("the standby led {took:?} after the leader died");
+    docker_ok(&["service", "rm", &service]);
+    eventually(
+        "the new leader restores a removed service",
+        CONVERGE_TIMEOUT,
+        || docker(&["service", "inspect", &service]).status.success(),
+    )
+    .await;
+}

@@ -87,11 +87,22 @@ fn etcd_binary() -> PathBuf {
         .unwrap_or_else(|| panic!("etcd is not installed: run hack/setup.sh first"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+/// Three distinct free loopback ports: all are held until all are found.
+fn free_ports() -> Ports {
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free loopback port"))
+        .collect();
+    let port = |i: usize| {
+        listeners[i]
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    };
+    Ports {
+        client: port(0),
+        peer: port(1),
+        metrics: port(2),
+    }
 }
 
 impl Etcd {
@@ -114,26 +125,31 @@ impl Etcd {
     }
 
     fn start_with(tls: bool) -> Etcd {
-        let data = tempfile::Builder::new()
-            .prefix("swarmkeeper-etcd-")
-            .tempdir()
-            .expect("cannot create a temp dir for etcd");
-        let ports = Ports {
-            client: free_port(),
-            peer: free_port(),
-            metrics: free_port(),
-        };
-        let tls = tls.then(|| make_certificates(data.path()));
-        let (shell, etcd_pid) = spawn(data.path(), ports, tls.is_some());
-        let etcd = Etcd {
-            ports,
-            tls,
-            data,
-            shell,
-            etcd_pid,
-        };
-        etcd.wait_healthy();
-        etcd
+        // Test processes start etcds in parallel: a port found free can be taken
+        // before etcd binds it. Such a start fails at once and is retried on new ports.
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let data = tempfile::Builder::new()
+                .prefix("swarmkeeper-etcd-")
+                .tempdir()
+                .expect("cannot create a temp dir for etcd");
+            let ports = free_ports();
+            let tls = tls.then(|| make_certificates(data.path()));
+            let (shell, etcd_pid) = spawn(data.path(), ports, tls.is_some());
+            let mut etcd = Etcd {
+                ports,
+                tls,
+                data,
+                shell,
+                etcd_pid,
+            };
+            match etcd.wait_healthy() {
+                Ok(()) => return etcd,
+                Err(log) if attempt < ATTEMPTS && log.contains("address already in use") => {}
+                Err(log) => panic!("etcd did not start; its log:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt panics or returns")
     }
 
     /// `http://127.0.0.1:<port>`, or `https://` for a TLS etcd.
@@ -183,20 +199,31 @@ impl Etcd {
         let (shell, pid) = spawn(self.data.path(), self.ports, self.tls.is_some());
         self.shell = shell;
         self.etcd_pid = pid;
-        self.wait_healthy();
+        if let Err(log) = self.wait_healthy() {
+            panic!("etcd did not start again; its log:\n{log}");
+        }
     }
 
-    fn wait_healthy(&self) {
+    /// Waits until this etcd answers; its log when it died or never answered.
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.metrics));
+        let log = |data: &Path| std::fs::read_to_string(log_path(data)).unwrap_or_default();
         while Instant::now() < deadline {
+            // The watchdog shell ends with etcd: a dead etcd is not waited for, and
+            // another process answering on a stolen port is not taken for ours.
+            if matches!(self.shell.try_wait(), Ok(Some(_))) {
+                return Err(log(self.data.path()));
+            }
             if health(addr) {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let log = std::fs::read_to_string(log_path(self.data.path())).unwrap_or_default();
-        panic!("etcd did not become healthy on {addr} within 30 s; its log:\n{log}");
+        Err(format!(
+            "no answer on {addr} within 30 s\n{}",
+            log(self.data.path())
+        ))
     }
 }
 

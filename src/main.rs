@@ -86,6 +86,9 @@ enum Command {
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Exit with code 2 when an apply would change something.
+        #[arg(long)]
+        exit_code: bool,
     },
     /// List records with their status.
     Get {
@@ -243,7 +246,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             };
             cli::apply::apply(&global, &opts).await
         }
-        Command::Diff { files } => cli::apply::diff(&global, &files).await,
+        Command::Diff { files, exit_code } => cli::apply::diff(&global, &files, exit_code).await,
         Command::Get {
             kind,
             name,

@@ -750,7 +750,11 @@ async fn diff_shows_created_unchanged_and_changed_fields() {
             network("net-new")
         ),
     );
-    let run = cli.run(&["diff", "-f", path_str(&wanted)]).expect(1);
+    // Like `drift`: differences are exit code 2 with --exit-code, and not an error without it.
+    cli.run(&["diff", "-f", path_str(&wanted)]).expect(0);
+    let run = cli
+        .run(&["diff", "--exit-code", "-f", path_str(&wanted)])
+        .expect(2);
     let lines = run.lines();
     assert_eq!(lines[0], "Network/net-same unchanged", "{run:#?}");
     assert_eq!(
@@ -774,7 +778,9 @@ async fn diff_shows_created_unchanged_and_changed_fields() {
     );
     assert_eq!(cli.revisions().await, before, "diff wrote to etcd");
 
-    let run = cli.run(&["diff", "-f", path_str(&applied)]).expect(0);
+    let run = cli
+        .run(&["diff", "--exit-code", "-f", path_str(&applied)])
+        .expect(0);
     assert_eq!(
         run.lines(),
         [

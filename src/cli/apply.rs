@@ -254,11 +254,12 @@ async fn delete_ids(store: &Store, ids: &[String]) -> Result<(), Failure> {
         .map_err(Failure::error)
 }
 
-/// Runs `diff`: for each record in the files, what an apply would change in etcd.
+/// Runs `diff`: for each record in the files, what an apply would change in
+/// etcd; with `exit_code`, exit 2 when something would change (as `drift` does).
 ///
 /// # Errors
 /// Invalid records (exit 64) or etcd failures (exit 1).
-pub async fn diff(global: &GlobalOpts, files: &[PathBuf]) -> Result<u8, Failure> {
+pub async fn diff(global: &GlobalOpts, files: &[PathBuf], exit_code: bool) -> Result<u8, Failure> {
     let loaded = load(files)?;
     let key = global.secret_key()?;
     let values = stored_values(&loaded, key.as_ref())?;
@@ -294,7 +295,7 @@ pub async fn diff(global: &GlobalOpts, files: &[PathBuf]) -> Result<u8, Failure>
             }
         }
     }
-    Ok(u8::from(changed))
+    Ok(if exit_code && changed { 2 } else { 0 })
 }
 
 fn show(v: Option<&serde_json::Value>) -> String {

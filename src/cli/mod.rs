@@ -79,13 +79,13 @@ impl GlobalOpts {
     /// Loads the secret key, when one is configured.
     ///
     /// # Errors
-    /// When the file cannot be read or does not hold a 32-byte key.
+    /// When the file cannot be read or does not hold a 32-byte key: bad usage (exit 64).
     pub fn secret_key(&self) -> Result<Option<SecretKey>, Failure> {
         self.secret_key_file
             .as_deref()
             .map(SecretKey::from_file)
             .transpose()
-            .map_err(Failure::error)
+            .map_err(|e| Failure::Invalid(format!("error: --secret-key-file: {e}")))
     }
 }
 

@@ -1206,6 +1206,33 @@ async fn a_file_secret_reaches_the_swarm_and_never_shows_in_status_events_drift_
         !seen.contains(&canary),
         "the secret value leaked into status, events, drift or logs"
     );
+
+    // Deleting the record removes its swarm secret and then its sealed value.
+    let store_key = format!(
+        "{}token",
+        swarmkeeper::api::load::stack_secret_prefix(&name)
+    );
+    assert!(env.store.get_secret(&store_key).await.unwrap().is_some());
+    assert!(env.run_cli(&["delete", "stack", &name]).status.success());
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    while env.store.get_secret(&store_key).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the sealed value outlived its record"
+        );
+        let out = env
+            .cli()
+            .args(["--secret-key-file", &key_arg, "run", "--once"])
+            .output()
+            .expect("run --once");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(owned("secret", &name).is_empty());
 }
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,12 @@ const MAX_DEPTH: usize = 64;
 /// encrypted secret store.
 pub const SECRET_REFERENCE_KEY: &str = "x-swarmkeeper-secret";
 
+/// What the secret-store names of a stack's `file:` secrets start with. Record
+/// names cannot contain `:`, so no Secret record's name collides with them.
+pub fn stack_secret_prefix(stack: &str) -> String {
+    format!("stack:{stack}:")
+}
+
 /// A record read from a file, ready to be written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedRecord {
@@ -476,7 +482,7 @@ impl StackLoader<'_, '_> {
         };
         match read_swarm_object(&base.join(file)) {
             Ok(bytes) => {
-                let store_key = format!("stack:{}:{name}", self.stack);
+                let store_key = format!("{}{name}", stack_secret_prefix(self.stack));
                 secret.remove("file");
                 secret.insert(
                     SECRET_REFERENCE_KEY.to_owned(),

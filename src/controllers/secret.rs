@@ -28,7 +28,12 @@ use crate::store::Versioned;
 /// Where a generated value lives in the secret store: one key per rotation,
 /// so raising `rotation` generates a new value and the old one stays readable.
 fn generated_key(name: &str, rotation: u32) -> String {
-    format!("generated:{name}:{rotation}")
+    format!("{}{rotation}", generated_prefix(name))
+}
+
+/// What the store names of every rotation of a generated value start with.
+fn generated_prefix(name: &str) -> String {
+    format!("generated:{name}:")
 }
 
 /// A random value from the generator's alphabet, drawn from the OS's CSPRNG.
@@ -98,6 +103,13 @@ pub async fn reconcile(
     let live = ctx.docker.list_secrets(Some(&owner)).await?;
     let Some(stored) = stored else {
         let lingering = remove_versions(ctx, key, &live, None).await?;
+        if !lingering {
+            // The values go with the record: none is left for a later record of that name.
+            ctx.store.delete_secret(&key.name).await?;
+            ctx.store
+                .delete_secrets_with_prefix(&generated_prefix(&key.name))
+                .await?;
+        }
         return ctx.forget(key, lingering).await;
     };
     let generation = stored.mod_revision;

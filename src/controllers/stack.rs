@@ -543,6 +543,10 @@ pub async fn reconcile(
             owner_labels: BTreeMap::new(),
         };
         let lingering = remove_orphans(ctx, key, orphans(&everything, &live)).await?;
+        if !lingering {
+            let values = crate::api::load::stack_secret_prefix(&key.name);
+            ctx.store.delete_secrets_with_prefix(&values).await?;
+        }
         return ctx.forget(key, lingering).await;
     };
     let generation = stored.mod_revision;

@@ -55,6 +55,23 @@ impl Store {
         self.delete_key(self.keys().secret(name)?).await
     }
 
+    /// Removes every sealed value whose name starts with `name_prefix`
+    /// (`generated:db:` for all rotations of `db`); how many there were.
+    ///
+    /// # Errors
+    /// [`StoreError::Delete`] when etcd fails.
+    pub async fn delete_secrets_with_prefix(&self, name_prefix: &str) -> Result<i64, StoreError> {
+        let key = self.keys().secret(name_prefix)?;
+        self.kv()
+            .delete(
+                key.as_str(),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            )
+            .await
+            .map(|resp| resp.deleted())
+            .map_err(|source| StoreError::Delete { key, source })
+    }
+
     /// Records what a source applied.
     ///
     /// # Errors

@@ -18,10 +18,9 @@ use serde_json::{Value, json};
 use swarmkeeper::api::Kind;
 use swarmkeeper::api::{API_VERSION, Record};
 use swarmkeeper::controllers::status::{Phase, Status};
-use swarmkeeper::controllers::{self, Context, Controllers, RecordKey, stack};
+use swarmkeeper::controllers::{self, Controllers, RecordKey, stack};
 use swarmkeeper::docker::Docker;
-use swarmkeeper::runtime::run_once;
-use swarmkeeper::store::{Expect, RecordPut, SecretKey, Store};
+use swarmkeeper::store::{Expect, RecordPut, Store};
 
 const OWNER: &str = "swarmkeeper.owner";
 /// External objects a test creates carry this label, so the guard finds them.
@@ -209,20 +208,7 @@ struct Env {
 impl Env {
     async fn new(test: &str) -> Self {
         let store = Etcd::shared().store(test).await;
-        // Scoped like the binary's connection, so both see the same objects.
-        let docker = Docker::connect()
-            .await
-            .expect("dockerd must answer")
-            .scoped(store.prefix());
-        let controllers = Arc::new(Controllers {
-            ctx: Context {
-                store: store.clone(),
-                docker,
-                secret_key: Some(SecretKey::generate()),
-                resync: Duration::from_secs(300),
-            },
-            metrics: None,
-        });
+        let controllers = common::controllers::controllers(&store).await;
         Self { store, controllers }
     }
 
@@ -232,19 +218,11 @@ impl Env {
 
     /// One reconcile of each key; panics on a reconcile error.
     async fn pass(&self, keys: &[RecordKey]) {
-        for (key, result) in run_once(keys.to_vec(), self.controllers.clone(), 4).await {
-            if let Err(err) = result {
-                panic!("reconcile of {key} failed: {err}");
-            }
-        }
+        common::controllers::pass(&self.controllers, keys).await;
     }
 
     async fn status(&self, name: &str) -> Option<Status> {
-        self.store
-            .get_status("Stack", name)
-            .await
-            .expect("etcd answers")
-            .map(|v| serde_json::from_value(v.value).expect("a status that reads back"))
+        common::controllers::status(&self.store, &stack_key(name)).await
     }
 
     /// Reconciles `name` until its status is Ready.

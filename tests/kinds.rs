@@ -1,0 +1,337 @@
+//! The Network, Secret and Node controllers against a real etcd and a real swarm.
+//!
+//! Each test has its own etcd prefix and its own object names (`skk<random>`),
+//! and a guard removes whatever it created, even when the test fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use swarmkeeper::api::{API_VERSION, Kind};
+use swarmkeeper::controllers::RecordKey;
+use swarmkeeper::controllers::status::Phase;
+use swarmkeeper::docker::labels::OWNER;
+use swarmkeeper::store::{Expect, RecordPut, Store};
+
+use common::Etcd;
+use common::controllers::{controllers, pass, status};
+use common::swarm::{docker, docker_ok, names_with_label, require_swarm_manager};
+
+fn unique(base: &str) -> String {
+    format!("{base}{:08x}", rand::random::<u32>())
+}
+
+fn record(kind: Kind, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": API_VERSION, "kind": kind.as_str(), "metadata": {"name": name}, "spec": spec})
+}
+
+async fn put(store: &Store, kind: Kind, name: &str, spec: Value) {
+    store
+        .put_records(vec![RecordPut {
+            kind: kind.as_str().into(),
+            name: name.into(),
+            value: record(kind, name, spec),
+            expect: Expect::Any,
+        }])
+        .await
+        .expect("etcd takes the record");
+}
+
+async fn delete(store: &Store, kind: Kind, name: &str) {
+    store
+        .delete_records(vec![(kind.as_str().into(), name.into(), None)])
+        .await
+        .expect("etcd deletes the record");
+}
+
+/// Removes what a test's records own (services first), and node labels it set.
+struct Guard {
+    owners: Vec<String>,
+    node_labels: Vec<String>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for owner in &self.owners {
+            for object in ["service", "secret", "config", "network"] {
+                for name in names_with_label(object, &format!("{OWNER}={owner}")) {
+                    let _ = docker(&[object, "rm", &name]);
+                }
+            }
+        }
+        for label in &self.node_labels {
+            let _ = docker(&["node", "update", "--label-rm", label, &node_id()]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_record_becomes_an_owned_overlay_network_and_goes_with_it() {
+    require_swarm_manager();
+    let name = unique("skknet");
+    let _guard = Guard {
+        owners: vec![format!("Network.{name}")],
+        node_labels: vec![],
+    };
+    let store = Etcd::shared().store("network").await;
+    let controllers = controllers(&store).await;
+    let key = RecordKey::new(Kind::Network, &name);
+    put(
+        &store,
+        Kind::Network,
+        &name,
+        json!({"attachable": true, "encrypted": true, "labels": {"team": "cats"}}),
+    )
+    .await;
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    assert_eq!(
+        status(&store, &key).await.map(|s| s.phase),
+        Some(Phase::Ready)
+    );
+    let inspect: Value = serde_json::from_str(&docker_ok(&["network", "inspect", &name]))
+        .expect("network inspect is JSON");
+    let net = &inspect[0];
+    assert_eq!(net["Driver"], "overlay");
+    assert_eq!(net["Attachable"], true);
+    assert!(net["Options"].get("encrypted").is_some(), "{net:#}");
+    assert_eq!(net["Labels"]["team"], "cats");
+    assert_eq!(net["Labels"][OWNER], format!("Network.{name}"));
+
+    let writes = controllers.ctx.docker.writes();
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    assert_eq!(
+        controllers.ctx.docker.writes(),
+        writes,
+        "a converged pass wrote"
+    );
+
+    delete(&store, Kind::Network, &name).await;
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    assert!(!docker(&["network", "inspect", &name]).status.success());
+    assert!(status(&store, &key).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_of_the_same_name_that_is_not_ours_fails_the_record_and_is_left_alone() {
+    require_swarm_manager();
+    let name = unique("skkforeign");
+    let store = Etcd::shared().store("foreign").await;
+    let controllers = controllers(&store).await;
+    docker_ok(&["network", "create", "--driver", "overlay", &name]);
+    let key = RecordKey::new(Kind::Network, &name);
+    put(&store, Kind::Network, &name, json!({})).await;
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    let s = status(&store, &key).await.expect("a status");
+    let _ = docker(&["network", "rm", &name]);
+    assert_eq!(s.phase, Phase::Failed);
+    assert!(s.message.contains("not managed by swarmkeeper"), "{s:?}");
+    assert_eq!(controllers.ctx.docker.writes(), 0);
+}
+
+/// The swarm secrets a Secret record owns, by name.
+fn versions(name: &str) -> Vec<String> {
+    names_with_label("secret", &format!("{OWNER}=Secret.{name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_secret_is_versioned_used_by_stacks_rotated_and_removed() {
+    require_swarm_manager();
+    let secret = unique("skksecret");
+    let stack = unique("skkstack");
+    let _guard = Guard {
+        owners: vec![format!("Stack.{stack}"), format!("Secret.{secret}")],
+        node_labels: vec![],
+    };
+    let store = Etcd::shared().store("secret").await;
+    let controllers = controllers(&store).await;
+    let secret_key = RecordKey::new(Kind::Secret, &secret);
+    let stack_key = RecordKey::new(Kind::Stack, &stack);
+    put(
+        &store,
+        Kind::Secret,
+        &secret,
+        json!({"generate": {"length": 24}}),
+    )
+    .await;
+    let compose = json!({
+        "version": "3.8",
+        "services": {"app": {
+            "image": common::swarm::IMAGE,
+            "command": ["sleep", "3600"],
+            "secrets": [secret],
+            "deploy": {"replicas": 0},
+        }},
+        "secrets": {secret.clone(): {"external": true}},
+    });
+    put(&store, Kind::Stack, &stack, json!({"compose": compose})).await;
+    pass(&controllers, std::slice::from_ref(&secret_key)).await;
+    pass(&controllers, std::slice::from_ref(&stack_key)).await;
+    let first = versions(&secret);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].starts_with(&format!("{secret}.v")), "{first:?}");
+    let used = || {
+        docker_ok(&[
+            "service",
+            "inspect",
+            &format!("{stack}_app"),
+            "--format",
+            "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}:{{.File.Name}} {{end}}",
+        ])
+    };
+    assert_eq!(used(), format!("{}:{secret}", first[0]));
+
+    // A second pass keeps the value: same version, no write.
+    let writes = controllers.ctx.docker.writes();
+    pass(&controllers, &[secret_key.clone(), stack_key.clone()]).await;
+    assert_eq!(controllers.ctx.docker.writes(), writes);
+    assert_eq!(versions(&secret), first);
+
+    // Rotation: a new version; the stack moves to it; the old one goes once unused.
+    put(
+        &store,
+        Kind::Secret,
+        &secret,
+        json!({"generate": {"length": 24}, "rotation": 1}),
+    )
+    .await;
+    pass(&controllers, std::slice::from_ref(&secret_key)).await;
+    pass(&controllers, std::slice::from_ref(&stack_key)).await;
+    let mut current = Vec::new();
+    for _ in 0..20 {
+        pass(&controllers, std::slice::from_ref(&secret_key)).await;
+        current = versions(&secret);
+        if current.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(current.len(), 1, "the old version stayed: {current:?}");
+    assert_ne!(current, first);
+    assert_eq!(used(), format!("{}:{secret}", current[0]));
+
+    // The generated value is stored sealed, and never shows in status or events.
+    let sealed = store
+        .get_secret(&format!("generated:{secret}:1"))
+        .await
+        .expect("etcd")
+        .expect("the rotated value is stored");
+    let key = controllers.ctx.secret_key.as_ref().expect("a key");
+    let value = String::from_utf8(key.open(&sealed).expect("it opens")).expect("text");
+    assert_eq!(value.len(), 24);
+    let seen = format!(
+        "{:?}{:?}{:?}",
+        status(&store, &secret_key).await,
+        store.list_events(None).await.expect("events"),
+        store.get_record("Secret", &secret).await.expect("record"),
+    );
+    assert!(!seen.contains(&value), "the generated value leaked");
+
+    // Deleting both records removes the swarm secret and the stored values.
+    delete(&store, Kind::Stack, &stack).await;
+    delete(&store, Kind::Secret, &secret).await;
+    for _ in 0..20 {
+        pass(&controllers, std::slice::from_ref(&stack_key)).await;
+        pass(&controllers, std::slice::from_ref(&secret_key)).await;
+        if versions(&secret).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(versions(&secret).is_empty());
+    for stored in [
+        format!("generated:{secret}:0"),
+        format!("generated:{secret}:1"),
+    ] {
+        assert!(
+            store.get_secret(&stored).await.expect("etcd").is_none(),
+            "{stored} left"
+        );
+    }
+}
+
+/// This node's ID (`docker node update` does not take `self`).
+fn node_id() -> String {
+    docker_ok(&["info", "--format", "{{.Swarm.NodeID}}"])
+}
+
+/// The labels of this node.
+fn node_labels() -> BTreeMap<String, String> {
+    serde_json::from_str(&docker_ok(&[
+        "node",
+        "inspect",
+        "self",
+        "--format",
+        "{{json .Spec.Labels}}",
+    ]))
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_record_sets_its_labels_and_removes_them_with_the_record() {
+    require_swarm_manager();
+    let label = unique("skk.usage");
+    let dropped = unique("skk.old");
+    let _guard = Guard {
+        owners: vec![],
+        node_labels: vec![label.clone(), dropped.clone()],
+    };
+    let hostname = docker_ok(&[
+        "node",
+        "inspect",
+        "self",
+        "--format",
+        "{{.Description.Hostname}}",
+    ]);
+    let name = hostname.to_lowercase();
+    let store = Etcd::shared().store("node").await;
+    let controllers = controllers(&store).await;
+    let key = RecordKey::new(Kind::Node, &name);
+    put(
+        &store,
+        Kind::Node,
+        &name,
+        json!({"labels": {label.clone(): "apps", dropped.clone(): "x"}}),
+    )
+    .await;
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    assert_eq!(node_labels().get(&label).map(String::as_str), Some("apps"));
+    assert_eq!(
+        status(&store, &key).await.map(|s| s.phase),
+        Some(Phase::Ready)
+    );
+
+    let writes = controllers.ctx.docker.writes();
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    assert_eq!(
+        controllers.ctx.docker.writes(),
+        writes,
+        "a converged pass wrote"
+    );
+
+    // A label dropped from the record is removed; one changed by hand is set back.
+    put(
+        &store,
+        Kind::Node,
+        &name,
+        json!({"labels": {label.clone(): "apps"}}),
+    )
+    .await;
+    docker_ok(&[
+        "node",
+        "update",
+        "--label-add",
+        &format!("{label}=by-hand"),
+        &node_id(),
+    ]);
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    let labels = node_labels();
+    assert_eq!(labels.get(&label).map(String::as_str), Some("apps"));
+    assert!(!labels.contains_key(&dropped), "{labels:?}");
+
+    delete(&store, Kind::Node, &name).await;
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    assert!(!node_labels().contains_key(&label));
+    assert!(status(&store, &key).await.is_none());
+}

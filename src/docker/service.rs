@@ -95,8 +95,16 @@ impl Docker {
     /// # Errors
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn list_services(&self, owner: Option<&Owner>) -> Result<Vec<Service>, DockerError> {
+        self.services(labels::filters(owner, self.scope())).await
+    }
+
+    /// Services matching `filters`, with their task counts.
+    async fn services(
+        &self,
+        filters: std::collections::HashMap<String, Vec<String>>,
+    ) -> Result<Vec<Service>, DockerError> {
         let options = ListServicesOptions {
-            filters: Some(labels::filters(owner, self.scope())),
+            filters: Some(filters),
             status: Some(true),
         };
         self.call(
@@ -117,21 +125,9 @@ impl Docker {
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn service_tasks(&self, service_id: &str) -> Result<Option<TaskCounts>, DockerError> {
         // The `id` filter matches prefixes, so the exact ID is picked from the answer.
-        let options = ListServicesOptions {
-            filters: Some([("id".to_owned(), vec![service_id.to_owned()])].into()),
-            status: Some(true),
-        };
         let services = self
-            .call(
-                "service_list",
-                Access::Read,
-                self.inner.list_services(Some(options)),
-            )
-            .await
-            .map_err(|source| DockerError::List {
-                what: "services",
-                source,
-            })?;
+            .services([("id".to_owned(), vec![service_id.to_owned()])].into())
+            .await?;
         Ok(services
             .iter()
             .find(|service| service.id.as_deref() == Some(service_id))

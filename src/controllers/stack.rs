@@ -568,7 +568,15 @@ pub async fn reconcile(
             owned: owned(&live),
             ..Status::new(Phase::Pending, generation).with_message(message.clone())
         };
-        ctx.event(key, true, "Waiting", message).await;
+        // Said once per change of what is missing, not on every retry.
+        let previous = ctx
+            .store
+            .get_status(key.kind.as_str(), &key.name)
+            .await?
+            .and_then(|v| serde_json::from_value::<Status>(v.value).ok());
+        if previous.is_none_or(|p| p.message != message || p.observed_revision != generation) {
+            ctx.event(key, true, "Waiting", message).await;
+        }
         ctx.write_status(key, &status).await?;
         return Ok(Action::requeue(std::time::Duration::from_secs(10)));
     }

@@ -1,5 +1,7 @@
 //! Integration tests of the Docker layer against the real dockerd in swarm mode.
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -9,6 +11,7 @@ use base64::Engine as _;
 use bollard::models::{
     ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
 };
+use common::swarm::proxy_to_dockerd;
 use futures::StreamExt;
 use swarmkeeper::docker::{
     ConfigSpec, Docker, DockerError, DockerEvent, DockerOpLabels, EventType, NetworkCreateRequest,
@@ -579,22 +582,6 @@ async fn an_unreachable_daemon_is_a_transient_connect_error() {
     assert_eq!(err.kind(), "connect");
     let err = Docker::connect_to("bogus://host").await.unwrap_err();
     assert!(matches!(err, DockerError::Connect { .. }), "{err:?}");
-}
-
-/// Forwards a unix socket to the real dockerd until aborted: dropping the task drops every
-/// proxied connection, which is what a client sees when dockerd goes away.
-fn proxy_to_dockerd(listener: tokio::net::UnixListener) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        while let Ok((mut client, _)) = listener.accept().await {
-            connections.spawn(async move {
-                let mut daemon = tokio::net::UnixStream::connect("/var/run/docker.sock")
-                    .await
-                    .expect("dockerd socket");
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
-            });
-        }
-    })
 }
 
 #[tokio::test]

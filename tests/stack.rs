@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Etcd;
-use common::swarm::{IMAGE, docker, docker_ok, names_with_label, require_swarm_manager};
+use common::swarm::{
+    IMAGE, docker, docker_ok, names_with_label, proxy_to_dockerd, require_swarm_manager,
+};
 use serde_json::{Value, json};
 use swarmkeeper::api::Kind;
 use swarmkeeper::api::{API_VERSION, Record};
@@ -1290,4 +1292,64 @@ async fn one_replica_leads_and_another_takes_over_when_it_dies() {
         || docker(&["service", "inspect", &service]).status.success(),
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------
+// 11. dockerd going away
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reconnects_to_dockerd_and_heals_what_changed_while_it_was_away() {
+    require_swarm_manager();
+    let mut guard = Guard::new();
+    let env = Env::new("reconnect").await;
+    let name = guard.stack();
+    put(
+        &env.store,
+        "Stack",
+        &name,
+        stack_record(&name, sleepers(&["web"])),
+    )
+    .await;
+    // The controller reaches dockerd through a proxy the test can cut.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("docker.sock");
+    let listen = || tokio::net::UnixListener::bind(&socket).expect("proxy socket");
+    let proxy = proxy_to_dockerd(listen());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = env
+        .cli()
+        // A resync far away: only the reconnect can bring the heal.
+        .args(["run", "--http-addr", &addr, "--resync", "1h"])
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run starts");
+    guard.children.push(child);
+    let service = format!("{name}_web");
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    while !env
+        .status(&name)
+        .await
+        .is_some_and(|s| s.phase == Phase::Ready)
+    {
+        assert!(Instant::now() < deadline, "run did not converge the stack");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    proxy.abort();
+    let _ = proxy.await;
+    std::fs::remove_file(&socket).expect("remove the proxy socket");
+    docker_ok(&["service", "scale", "--detach", &format!("{service}=3")]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(replicas(&service), "3", "healed without dockerd?");
+
+    let _proxy = proxy_to_dockerd(listen());
+    let took = eventually(
+        "the controller reconnects and heals the scale made meanwhile",
+        CONVERGE_TIMEOUT,
+        || replicas(&service) == "1",
+    )
+    .await;
+    println!("healed {took:?} after dockerd came back");
 }

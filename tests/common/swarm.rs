@@ -76,3 +76,19 @@ pub fn require_swarm_manager() {
         "{IMAGE} is missing: run hack/setup.sh"
     );
 }
+
+/// Forwards a unix socket to the real dockerd until aborted: dropping the task drops every
+/// proxied connection, which is what a client sees when dockerd goes away.
+pub fn proxy_to_dockerd(listener: tokio::net::UnixListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let mut daemon = tokio::net::UnixStream::connect("/var/run/docker.sock")
+                    .await
+                    .expect("dockerd socket");
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
+            });
+        }
+    })
+}

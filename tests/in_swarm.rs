@@ -126,22 +126,55 @@ fn free_port() -> u16 {
         .expect("no free port in 20000-31999")
 }
 
+/// The whole HTTP/1.0 answer to `GET path`, or `None` when nothing answers.
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
 /// etcd's `/health` on the published port answers `{"health":"true"}`.
 fn etcd_healthy(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut conn) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    if conn
-        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = conn.read_to_string(&mut answer);
-    answer.contains(r#""health":"true""#)
+    http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "/health")
+        .is_some_and(|answer| answer.contains(r#""health":"true""#))
+}
+
+/// The status line of each running replica's answer to `GET path` on its HTTP port, which
+/// the manifest does not publish: the host reaches a task through the address dockerd gives
+/// it on `docker_gwbridge`, the bridge of containers on overlay networks.
+fn replica_answers(service: &str, path: &str) -> Vec<String> {
+    let ids = docker_ok(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+    ]);
+    ids.lines()
+        .map(|id| {
+            let cidr = docker_ok(&[
+                "network",
+                "inspect",
+                "docker_gwbridge",
+                "--format",
+                &format!(
+                    "{{{{ with index .Containers \"{id}\" }}}}{{{{ .IPv4Address }}}}{{{{ end }}}}"
+                ),
+            ]);
+            let ip: Ipv4Addr = cidr
+                .split('/')
+                .next()
+                .and_then(|ip| ip.parse().ok())
+                .unwrap_or_else(|| panic!("container {id} has no docker_gwbridge address"));
+            http_get(SocketAddr::from((ip, 8080)), path)
+                .and_then(|answer| answer.lines().next().map(str::to_owned))
+                .unwrap_or_else(|| format!("no answer from {ip}:8080"))
+        })
+        .collect()
 }
 
 /// Creates the swarm secret `name` holding 32 random bytes, as the operator does with
@@ -287,4 +320,14 @@ fn the_manifest_runs_a_leader_that_converges_records_applied_from_the_host() {
         leading, 1,
         "exactly one replica should lead; the logs:\n{logs}"
     );
+    // Both alive, only the leader ready.
+    let mut ready = replica_answers(&controller, "/readyz");
+    ready.sort();
+    assert!(
+        matches!(&ready[..], [a, b] if a.contains(" 200 ") && b.contains(" 503 ")),
+        "/readyz should answer 200 on the leader and 503 on the standby, got {ready:?}"
+    );
+    for health in replica_answers(&controller, "/healthz") {
+        assert!(health.contains(" 200 "), "/healthz answered {health}");
+    }
 }

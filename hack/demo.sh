@@ -138,7 +138,6 @@ main() {
 	"$REPO_ROOT/hack/setup.sh"
 
 	banner "Build swarmkeeper (hack/images.sh: also its image, to run it in a swarm)"
-	# A debug build shares its compiled dependencies with the test suite: quicker than release.
 	"$REPO_ROOT/hack/images.sh"
 	SWARMKEEPER="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/swarmkeeper"
 

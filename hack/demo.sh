@@ -137,9 +137,8 @@ main() {
 	banner "Environment (hack/setup.sh)"
 	"$REPO_ROOT/hack/setup.sh"
 
-	banner "Build swarmkeeper"
-	# A debug build shares its compiled dependencies with the test suite: quicker than release.
-	cargo build --quiet --bin swarmkeeper
+	banner "Build swarmkeeper (hack/images.sh: also its image, to run it in a swarm)"
+	"$REPO_ROOT/hack/images.sh"
 	SWARMKEEPER="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/swarmkeeper"
 
 	WORK=$(mktemp -d -t swarmkeeper-demo.XXXXXX)

@@ -93,3 +93,51 @@ stop_etcd() {
 	fi
 	rm -f "$dir/etcd.pid"
 }
+
+# Local images: built FROM scratch out of files on this machine (nothing is ever pulled), each
+# labelled with a hash of its inputs so that a rebuild happens exactly when an input changed.
+IMAGE_HASH_LABEL=dev.swarmkeeper.input-hash
+
+# image_hash TEXT FILE...: a hash of the build inputs, stored as a label to detect stale images.
+image_hash() {
+	local text=$1
+	shift
+	{
+		printf '%s' "$text"
+		sha256sum "$@" | cut -d' ' -f1
+	} | sha256sum | cut -c1-16
+}
+
+# image_is_current IMAGE HASH: true when IMAGE exists and was built from inputs hashing to HASH.
+image_is_current() {
+	local image=$1 hash=$2
+	[[ $(docker image inspect --format "{{ index .Config.Labels \"$IMAGE_HASH_LABEL\" }}" "$image" 2>/dev/null) == "$hash" ]]
+}
+
+# build_image IMAGE HASH CONTEXT: builds CONTEXT as IMAGE labelled with HASH, removes CONTEXT, and
+# removes the image IMAGE named before when nothing else names or uses it.
+build_image() {
+	local image=$1 hash=$2 ctx=$3 previous
+	previous=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+	docker build -q --label "$IMAGE_HASH_LABEL=$hash" -t "$image" "$ctx" >/dev/null
+	rm -rf "$ctx"
+	if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{.Id}}' "$image")" ]]; then
+		docker image rm "$previous" >/dev/null 2>&1 || true
+	fi
+}
+
+# shared_libraries FILE: the libraries the dynamic loader needs for FILE, absolute paths, the
+# loader included.
+shared_libraries() {
+	ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+}
+
+# copy_files ROOT FILE...: copies each FILE (symlinks followed) under ROOT at its absolute path,
+# as an image built from ROOT needs a binary's libraries.
+copy_files() {
+	local root=$1 file
+	shift
+	for file in "$@"; do
+		cp -L --parents "$file" "$root/"
+	done
+}

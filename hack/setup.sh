@@ -19,7 +19,6 @@ PACKAGES=(
 	python3 python3-yaml curl netcat-openbsd ca-certificates
 )
 DOCKERD_LOG=/var/log/dockerd.log
-IMAGE_HASH_LABEL=dev.swarmkeeper.input-hash
 SUMMARY=()
 
 done_step() { SUMMARY+=("$*"); }
@@ -128,33 +127,6 @@ ensure_swarm() {
 		die "this node is a swarm worker; swarmkeeper and its tests need a manager"
 }
 
-# image_hash TEXT FILE...: a hash of the build inputs, stored as a label to detect stale images.
-image_hash() {
-	local text=$1
-	shift
-	{
-		printf '%s' "$text"
-		sha256sum "$@" | cut -d' ' -f1
-	} | sha256sum | cut -c1-16
-}
-
-# build_image IMAGE HASH CONTEXT: builds CONTEXT as IMAGE labelled with HASH, removes CONTEXT, and
-# removes the image IMAGE named before when nothing else names or uses it.
-build_image() {
-	local image=$1 hash=$2 ctx=$3 previous
-	previous=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
-	docker build -q --label "$IMAGE_HASH_LABEL=$hash" -t "$image" "$ctx" >/dev/null
-	rm -rf "$ctx"
-	if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{.Id}}' "$image")" ]]; then
-		docker image rm "$previous" >/dev/null 2>&1 || true
-	fi
-}
-
-image_is_current() {
-	local image=$1 hash=$2
-	[[ $(docker image inspect --format "{{ index .Config.Labels \"$IMAGE_HASH_LABEL\" }}" "$image" 2>/dev/null) == "$hash" ]]
-}
-
 BUSYBOX_DOCKERFILE='FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
@@ -203,13 +175,8 @@ health:
     threshold: 3
 '
 
-# The libraries the dynamic loader needs for FILE, absolute paths, the loader included.
-shared_libraries() {
-	ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
-}
-
 build_registry_image() {
-	local image=local/registry:2 binary=/usr/bin/docker-registry hash ctx lib libs
+	local image=local/registry:2 binary=/usr/bin/docker-registry hash ctx libs
 	mapfile -t libs < <(shared_libraries "$binary")
 	hash=$(image_hash "$REGISTRY_DOCKERFILE$REGISTRY_CONFIG" "$binary" "${libs[@]}")
 	image_is_current "$image" "$hash" && return 0
@@ -217,9 +184,7 @@ build_registry_image() {
 	ctx=$(mktemp -d)
 	mkdir -p "$ctx/root/etc/docker/registry" "$ctx/root/var/lib/registry"
 	cp "$binary" "$ctx/root/docker-registry"
-	for lib in "${libs[@]}"; do
-		cp -L --parents "$lib" "$ctx/root/"
-	done
+	copy_files "$ctx/root" "${libs[@]}"
 	printf '%s' "$REGISTRY_CONFIG" >"$ctx/root/etc/docker/registry/config.yml"
 	printf '%s' "$REGISTRY_DOCKERFILE" >"$ctx/Dockerfile"
 	build_image "$image" "$hash" "$ctx"

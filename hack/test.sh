@@ -27,6 +27,8 @@ tests() {
 }
 
 step "setup (hack/setup.sh)" "$REPO_ROOT/hack/setup.sh"
+# tests/in_swarm.rs deploys manifests/swarmkeeper.yml, which runs these images.
+step "images (hack/images.sh)" "$REPO_ROOT/hack/images.sh"
 step "format check (cargo fmt --check)" cargo fmt --check
 step "lints (cargo clippy --all-targets -- -D warnings)" cargo clippy --all-targets -- -D warnings
 step "tests" tests

@@ -129,7 +129,14 @@ impl Drop for Guard {
                 let _ = docker(&args);
             }
         }
-        // A network stays in use until the tasks of removed services are gone.
+        // Named volumes are made by the tasks (and kept by swarm, as by
+        // `docker stack rm`); they carry only the stack namespace label.
+        let volumes: Vec<String> = self
+            .stacks
+            .iter()
+            .map(|s| format!("com.docker.stack.namespace={s}"))
+            .collect();
+        // A network or volume stays in use until the tasks of removed services are gone.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let mut left = 0;
@@ -139,6 +146,14 @@ impl Drop for Guard {
                         if !docker(&[object, "rm", &name]).status.success() {
                             left += 1;
                         }
+                    }
+                }
+            }
+            for label in &volumes {
+                let out = docker(&["volume", "ls", "-q", "--filter", &format!("label={label}")]);
+                for name in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if !docker(&["volume", "rm", name]).status.success() {
+                        left += 1;
                     }
                 }
             }

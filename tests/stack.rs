@@ -1368,3 +1368,60 @@ async fn run_reconnects_to_dockerd_and_heals_what_changed_while_it_was_away() {
     .await;
     println!("healed {took:?} after dockerd came back");
 }
+
+// ---------------------------------------------------------------------------
+// 12. An update the swarm rolls back
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_the_swarm_rolls_back_is_degraded_and_not_sent_again() {
+    require_swarm_manager();
+    let mut guard = Guard::new();
+    let env = Env::new("rollback").await;
+    let name = guard.stack();
+    let key = stack_key(&name);
+    let mut compose = sleepers(&["web"]);
+    compose["services"]["web"]["deploy"]["update_config"] =
+        json!({"failure_action": "rollback", "monitor": "3s"});
+    put(
+        &env.store,
+        "Stack",
+        &name,
+        stack_record(&name, compose.clone()),
+    )
+    .await;
+    env.converge(&name).await;
+
+    // A command that fails at once: the swarm rolls the update back.
+    compose["services"]["web"]["command"] = json!(["sh", "-c", "exit 1"]);
+    put(&env.store, "Stack", &name, stack_record(&name, compose)).await;
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    let status = loop {
+        env.pass(std::slice::from_ref(&key)).await;
+        let status = env.status(&name).await.expect("a status");
+        if status.phase == Phase::Degraded {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rolled-back update never showed as Degraded: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let condition = &status.conditions[0];
+    assert!(!condition.ready);
+    assert!(condition.message.contains("Rollback"), "{condition:?}");
+
+    // Passes over the rolled-back service leave it be: no flapping re-updates.
+    let writes = env.docker().writes();
+    env.pass(std::slice::from_ref(&key)).await;
+    env.pass(std::slice::from_ref(&key)).await;
+    assert_eq!(
+        env.docker().writes(),
+        writes,
+        "the failed update was sent again"
+    );
+    assert_eq!(
+        env.status(&name).await.map(|s| s.phase),
+        Some(Phase::Degraded)
+    );
+}

@@ -31,7 +31,7 @@ use super::status::{Condition, Owned, Phase, Status};
 use super::{Context, Error, RecordKey};
 use crate::api::Spec;
 use crate::docker::labels::{Owner, SPEC_HASH};
-use crate::docker::{ServiceUpdate, TaskCounts, service_update_state};
+use crate::docker::{ServiceUpdate, TaskCounts, UpdateState, service_update_state};
 use crate::plan::convert::{self, SecretSource, StackObjects};
 use crate::plan::diff::{self, FieldDiff};
 use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
@@ -582,7 +582,8 @@ pub async fn reconcile(
     }
     known_ids(&desired, &live, &mut ids);
     let drift = drift_of(&desired, &live, &ids);
-    let report_only = !self_heal && applied(ctx, key, generation).await?;
+    let applied = applied(ctx, key, generation).await?;
+    let report_only = !self_heal && applied;
     let status = if report_only {
         let mut status = status_of(&desired, &live, generation, drift);
         if !status.drift.is_empty() {
@@ -591,7 +592,7 @@ pub async fn reconcile(
         }
         status
     } else {
-        converge(ctx, key, &desired, &live, &mut ids).await?;
+        converge(ctx, key, &desired, &live, &mut ids, applied).await?;
         let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
         let after = Live::observe(ctx, &owner).await?;
         let mut status = status_of(&desired, &after, generation, drift);
@@ -664,12 +665,18 @@ fn known_ids(desired: &Desired, live: &Live, ids: &mut Ids) {
 }
 
 /// Creates what is missing and updates what differs, in dependency order.
+///
+/// Once this generation was applied (`applied`), a service whose update the
+/// swarm rolled back or paused is left as the swarm left it: sending the same
+/// spec again would only fail the same way. It stays Degraded until the record
+/// changes.
 async fn converge(
     ctx: &Context,
     key: &RecordKey,
     desired: &Desired,
     live: &Live,
     ids: &mut Ids,
+    applied: bool,
 ) -> Result<(), Error> {
     for net in &desired.objects.networks {
         if ids.networks.contains_key(&net.name) {
@@ -747,6 +754,9 @@ async fn converge(
                 )
                 .await;
             }
+            Some(current)
+                if applied
+                    && service_update_state(current).is_some_and(UpdateState::is_degraded) => {}
             Some(current) => {
                 let update = ctx
                     .docker

@@ -136,6 +136,8 @@ fn walk<'a>(
         (d, Value::Null) if is_empty(d) => {}
         (Value::Null, l) => walk_live_only(l, path, defaults, out),
         (d, l) if same_scalar(d, l) => {}
+        // An empty desired value (`Order: ""`) is the daemon's default once stored.
+        (d, l) if is_empty(d) && defaults.iter().any(|x| x.matches(path, l)) => {}
         (d, l) => out.push(FieldDiff {
             path: render(path),
             desired: Some(d.clone()),
@@ -224,6 +226,15 @@ mod tests {
             "Options": {"com.docker.network.driver.overlay.vxlanid_list": "4097"},
         });
         assert!(diff(&d, &l, DEFAULTS).is_empty());
+    }
+
+    #[test]
+    fn an_empty_desired_value_equals_the_default_the_daemon_stored() {
+        let d = json!({"EndpointSpec": {"Mode": ""}});
+        let l = json!({"EndpointSpec": {"Mode": "vip"}});
+        assert!(diff(&d, &l, DEFAULTS).is_empty());
+        let other = json!({"EndpointSpec": {"Mode": "dnsrr"}});
+        assert_eq!(diff(&d, &other, DEFAULTS).len(), 1);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub const SERVICE_DEFAULTS: &[DaemonDefault] = &[
     d("RollbackConfig.Monitor", Some("5000000000")),
     d("RollbackConfig.Order", Some("stop-first")),
     d("EndpointSpec.Mode", Some("vip")),
+    d("EndpointSpec.Ports.*.Protocol", Some("tcp")),
+    d("EndpointSpec.Ports.*.PublishMode", Some("ingress")),
 ];
 
 const fn d(path: &'static str, value: Option<&'static str>) -> DaemonDefault {
@@ -44,10 +46,9 @@ const fn d(path: &'static str, value: Option<&'static str>) -> DaemonDefault {
 /// (`image:tag@sha256:...`), as `docker stack deploy` keeps it, so a pinned
 /// digest is never reported or rewritten.
 ///
-/// bollard reads the live healthcheck under `HealthCheck` while dockerd writes
-/// `Healthcheck`, so a live healthcheck always reads as missing. When the live
-/// service carries the desired spec hash, it was written from this very spec,
-/// healthcheck included, and the missing healthcheck is not drift.
+/// Some fields never read back ([`unreadable`]). When the live service
+/// carries the desired spec hash, it was written from this very spec, those
+/// fields included, and their absence is not drift.
 pub fn compare_service(desired: &ServiceSpec, live: &Service) -> Vec<FieldDiff> {
     let live_spec = live.spec.clone().unwrap_or_default();
     let desired = keep_pinned_digest(desired, &live_spec);
@@ -55,12 +56,17 @@ pub fn compare_service(desired: &ServiceSpec, live: &Service) -> Vec<FieldDiff> 
     let written_from_desired = hash(&desired).is_some() && hash(&desired) == hash(&live_spec);
     diff::diff(&to_json(&desired), &to_json(&live_spec), SERVICE_DEFAULTS)
         .into_iter()
-        .filter(|f| {
-            !(written_from_desired
-                && f.live.is_none()
-                && f.path.starts_with("TaskTemplate.ContainerSpec.HealthCheck"))
-        })
+        .filter(|f| !(written_from_desired && f.live.is_none() && unreadable(&f.path)))
         .collect()
+}
+
+/// Fields dockerd takes but does not give back as sent: bollard reads the
+/// healthcheck under `HealthCheck` where dockerd writes `Healthcheck`, and
+/// dockerd drops a mount's `Consistency` (it means nothing on Linux).
+fn unreadable(path: &str) -> bool {
+    path.starts_with("TaskTemplate.ContainerSpec.HealthCheck")
+        || (path.starts_with("TaskTemplate.ContainerSpec.Mounts[")
+            && path.ends_with("].Consistency"))
 }
 
 /// The label holding the hash of the spec an object was written from.

@@ -658,6 +658,24 @@ async fn secret_value_without_a_key_is_rejected_and_nothing_written() {
     assert!(run.stderr.contains("Secret/given"), "{run:#?}");
     assert!(!run.stderr.contains(&canary) && !run.stdout.contains(&canary));
     assert_eq!(cli.raw_entries().await.len(), 0);
+
+    // A dry run validates without the key, and still writes nothing.
+    let run = cli
+        .run_without_key(&[
+            "apply",
+            "--dry-run",
+            "-f",
+            path_str(&valid),
+            "-f",
+            path_str(&secret),
+        ])
+        .expect(0);
+    assert!(
+        run.stdout.contains("Secret/given created (dry run)"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains(&canary) && !run.stdout.contains(&canary));
+    assert_eq!(cli.raw_entries().await.len(), 0);
 }
 
 #[tokio::test]

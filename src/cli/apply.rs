@@ -119,7 +119,14 @@ fn record_id(l: &LoadedRecord) -> String {
 pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure> {
     let loaded = load(&opts.files)?;
     let key = global.secret_key()?;
-    let values = stored_values(&loaded, key.as_ref())?;
+    // A dry run without the key still validates everything; it only cannot
+    // tell whether a secret value changed.
+    let unkeyed_dry_run = opts.dry_run && key.is_none();
+    let values = if unkeyed_dry_run {
+        loaded.iter().map(|l| l.record.to_value()).collect()
+    } else {
+        stored_values(&loaded, key.as_ref())?
+    };
     if let Some(source) = &opts.source
         && !crate::api::is_valid_name(source)
     {
@@ -155,6 +162,9 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
                 .map_err(Failure::error)?;
             let verb = match existing {
                 None => "created",
+                Some(_) if unkeyed_dry_run && !l.secrets.is_empty() => {
+                    "valid (a secret value is compared only with --secret-key-file)"
+                }
                 Some(v) if &v.value == value => "unchanged",
                 Some(_) => "configured",
             };

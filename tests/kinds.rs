@@ -50,10 +50,25 @@ async fn delete(store: &Store, kind: Kind, name: &str) {
 struct Guard {
     owners: Vec<String>,
     node_labels: Vec<String>,
+    children: Vec<std::process::Child>,
+}
+
+impl Guard {
+    fn new(owners: &[String], node_labels: &[String]) -> Self {
+        Self {
+            owners: owners.to_vec(),
+            node_labels: node_labels.to_vec(),
+            children: Vec::new(),
+        }
+    }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         for owner in &self.owners {
             for object in ["service", "secret", "config", "network"] {
                 for name in names_with_label(object, &format!("{OWNER}={owner}")) {
@@ -71,10 +86,7 @@ impl Drop for Guard {
 async fn a_network_record_becomes_an_owned_overlay_network_and_goes_with_it() {
     require_swarm_manager();
     let name = unique("skknet");
-    let _guard = Guard {
-        owners: vec![format!("Network.{name}")],
-        node_labels: vec![],
-    };
+    let _guard = Guard::new(&[format!("Network.{name}")], &[]);
     let store = Etcd::shared().store("network").await;
     let controllers = controllers(&store).await;
     let key = RecordKey::new(Kind::Network, &name);
@@ -130,6 +142,32 @@ async fn a_network_of_the_same_name_that_is_not_ours_fails_the_record_and_is_lef
     assert_eq!(controllers.ctx.docker.writes(), 0);
 }
 
+/// A Stack spec whose one service uses the Secret record `secret` as external.
+fn using(secret: &str) -> Value {
+    json!({"compose": {
+        "version": "3.8",
+        "services": {"app": {
+            "image": common::swarm::IMAGE,
+            "command": ["sleep", "3600"],
+            "secrets": [secret],
+            "deploy": {"replicas": 0},
+        }},
+        "secrets": {secret: {"external": true}},
+    }})
+}
+
+/// `<secret name>:<file name>` of the secrets the stack's service uses.
+fn used_by(stack: &str) -> String {
+    let out = docker(&[
+        "service",
+        "inspect",
+        &format!("{stack}_app"),
+        "--format",
+        "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}:{{.File.Name}} {{end}}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// The swarm secrets a Secret record owns, by name.
 fn versions(name: &str) -> Vec<String> {
     names_with_label("secret", &format!("{OWNER}=Secret.{name}"))
@@ -140,10 +178,7 @@ async fn a_generated_secret_is_versioned_used_by_stacks_rotated_and_removed() {
     require_swarm_manager();
     let secret = unique("skksecret");
     let stack = unique("skkstack");
-    let _guard = Guard {
-        owners: vec![format!("Stack.{stack}"), format!("Secret.{secret}")],
-        node_labels: vec![],
-    };
+    let _guard = Guard::new(&[format!("Stack.{stack}"), format!("Secret.{secret}")], &[]);
     let store = Etcd::shared().store("secret").await;
     let controllers = controllers(&store).await;
     let secret_key = RecordKey::new(Kind::Secret, &secret);
@@ -155,31 +190,13 @@ async fn a_generated_secret_is_versioned_used_by_stacks_rotated_and_removed() {
         json!({"generate": {"length": 24}}),
     )
     .await;
-    let compose = json!({
-        "version": "3.8",
-        "services": {"app": {
-            "image": common::swarm::IMAGE,
-            "command": ["sleep", "3600"],
-            "secrets": [secret],
-            "deploy": {"replicas": 0},
-        }},
-        "secrets": {secret.clone(): {"external": true}},
-    });
-    put(&store, Kind::Stack, &stack, json!({"compose": compose})).await;
+    put(&store, Kind::Stack, &stack, using(&secret)).await;
     pass(&controllers, std::slice::from_ref(&secret_key)).await;
     pass(&controllers, std::slice::from_ref(&stack_key)).await;
     let first = versions(&secret);
     assert_eq!(first.len(), 1, "{first:?}");
     assert!(first[0].starts_with(&format!("{secret}.v")), "{first:?}");
-    let used = || {
-        docker_ok(&[
-            "service",
-            "inspect",
-            &format!("{stack}_app"),
-            "--format",
-            "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}:{{.File.Name}} {{end}}",
-        ])
-    };
+    let used = || used_by(&stack);
     assert_eq!(used(), format!("{}:{secret}", first[0]));
 
     // A second pass keeps the value: same version, no write.
@@ -273,10 +290,7 @@ async fn a_node_record_sets_its_labels_and_removes_them_with_the_record() {
     require_swarm_manager();
     let label = unique("skk.usage");
     let dropped = unique("skk.old");
-    let _guard = Guard {
-        owners: vec![],
-        node_labels: vec![label.clone(), dropped.clone()],
-    };
+    let _guard = Guard::new(&[], &[label.clone(), dropped.clone()]);
     let hostname = docker_ok(&[
         "node",
         "inspect",
@@ -334,4 +348,76 @@ async fn a_node_record_sets_its_labels_and_removes_them_with_the_record() {
     pass(&controllers, std::slice::from_ref(&key)).await;
     assert!(!node_labels().contains_key(&label));
     assert!(status(&store, &key).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_moves_stacks_to_a_rotated_secret_without_waiting_for_a_resync() {
+    require_swarm_manager();
+    let secret = unique("skkrot");
+    let stack = unique("skkrotstack");
+    let mut guard = Guard::new(&[format!("Stack.{stack}"), format!("Secret.{secret}")], &[]);
+    let store = Etcd::shared().store("rotate-run").await;
+    put(
+        &store,
+        Kind::Secret,
+        &secret,
+        json!({"generate": {"length": 24}}),
+    )
+    .await;
+    put(&store, Kind::Stack, &stack, using(&secret)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, rand::random::<[u8; 32]>()).expect("write key");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmkeeper"))
+        .args(["--etcd-endpoints", &Etcd::shared().endpoint()])
+        .args(["--prefix", store.prefix()])
+        .arg("--secret-key-file")
+        .arg(&key_file)
+        // A resync far away: only the event of the new version can move the stack.
+        .args(["run", "--http-addr", &addr, "--resync", "1h"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run starts");
+    guard.children.push(child);
+    let wait_for = |what: &'static str, check: Box<dyn Fn() -> bool>| async move {
+        for _ in 0..240 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("{what}: not within 2 minutes");
+    };
+    let (s, st) = (secret.clone(), stack.clone());
+    wait_for(
+        "the stack uses the first version",
+        Box::new(move || {
+            let v = versions(&s);
+            v.len() == 1 && used_by(&st) == format!("{}:{s}", v[0])
+        }),
+    )
+    .await;
+    let first = versions(&secret);
+
+    put(
+        &store,
+        Kind::Secret,
+        &secret,
+        json!({"generate": {"length": 24}, "rotation": 1}),
+    )
+    .await;
+    let (s, st) = (secret.clone(), stack.clone());
+    wait_for(
+        "the stack moves to the rotated version and the old one goes",
+        Box::new(move || {
+            let v = versions(&s);
+            v.len() == 1 && v != first && used_by(&st) == format!("{}:{s}", v[0])
+        }),
+    )
+    .await;
 }

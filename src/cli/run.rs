@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt, stream};
 use crate::api::Kind;
 use crate::controllers::status::{Phase, Status};
 use crate::controllers::{self, Context, Controllers, RecordKey};
-use crate::docker::{Docker, EventType};
+use crate::docker::{Docker, DockerError, DockerEvent, EventType};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Controller, Shutdown, resync};
@@ -242,6 +242,48 @@ fn etcd_triggers(store: Store) -> impl Stream<Item = RecordKey> + Send + 'static
     })
 }
 
+/// The records a Docker event concerns.
+async fn keys_of(c: &Controllers, event: Result<DockerEvent, DockerError>) -> Vec<RecordKey> {
+    let event = match event {
+        Ok(e) => e,
+        Err(err) => {
+            tracing::warn!(%err, "docker events ended");
+            return Vec::new();
+        }
+    };
+    // Nodes are not ours, so their events carry no owner: a Node record is
+    // named after its node.
+    if event.typ == EventType::Node {
+        return event
+            .name
+            .map(|n| RecordKey::new(Kind::Node, n))
+            .into_iter()
+            .collect();
+    }
+    let Some((kind, name)) = event
+        .owner
+        .and_then(|o| Some((o.kind.parse::<Kind>().ok()?, o.name)))
+    else {
+        return Vec::new();
+    };
+    let mut keys = vec![RecordKey::new(kind, name)];
+    // A new version of a Secret record's value: the stacks that use it move to
+    // it now rather than at the next resync.
+    if kind == Kind::Secret && event.typ == EventType::Secret && event.action == "create" {
+        match c.ctx.store.list_records(Some(Kind::Stack.as_str())).await {
+            Ok((stacks, _)) => keys.extend(
+                stacks
+                    .into_iter()
+                    .map(|r| RecordKey::new(Kind::Stack, r.name)),
+            ),
+            Err(err) => {
+                tracing::warn!(%err, "could not list the stacks a new secret version concerns")
+            }
+        }
+    }
+    keys
+}
+
 /// Record keys of owned objects that Docker events say changed. When dockerd
 /// goes away the stream reconnects with backoff, then names every record
 /// again, since events were missed meanwhile.
@@ -270,25 +312,18 @@ fn docker_triggers(
                     }
                 }
             }
-            let events = c.ctx.docker.events(None).filter_map(|e| async move {
-                match e {
-                    // Nodes are not ours, so their events carry no owner: a Node record
-                    // is named after its node.
-                    Ok(e) if e.typ == EventType::Node => {
-                        Some(Some(RecordKey::new(Kind::Node, e.name?)))
-                    }
-                    Ok(e) => {
-                        let owner = e.owner?;
-                        Some(Some(RecordKey::new(owner.kind.parse().ok()?, owner.name)))
-                    }
-                    Err(err) => {
-                        tracing::warn!(%err, "docker events ended");
-                        None
-                    }
-                }
-            });
+            let with = c.clone();
+            let events = c
+                .ctx
+                .docker
+                .events(None)
+                .then(move |event| {
+                    let c = with.clone();
+                    async move { keys_of(&c, event).await }
+                })
+                .flat_map(stream::iter);
             let delays = if keys.is_empty() { delays } else { backoff() };
-            let s = stream::iter(keys).chain(events.filter_map(|k| async move { k }));
+            let s = stream::iter(keys).chain(events);
             Some((s.boxed(), (c, delays, true)))
         },
     )

@@ -1425,3 +1425,43 @@ async fn an_update_the_swarm_rolls_back_is_degraded_and_not_sent_again() {
         Some(Phase::Degraded)
     );
 }
+
+// ---------------------------------------------------------------------------
+// 13. Tasks that do not run say why
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_tasks_fail_shows_the_task_error_in_its_condition() {
+    require_swarm_manager();
+    let mut guard = Guard::new();
+    let env = Env::new("task-error").await;
+    let name = guard.stack();
+    let key = stack_key(&name);
+    let mut compose = sleepers(&["web"]);
+    // No such image here, and no registry to pull it from.
+    compose["services"]["web"]["image"] = json!(format!("local/{name}-missing:1"));
+    put(&env.store, "Stack", &name, stack_record(&name, compose)).await;
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    let condition = loop {
+        env.pass(std::slice::from_ref(&key)).await;
+        let status = env.status(&name).await.expect("a status");
+        assert_ne!(status.phase, Phase::Ready, "{status:#?}");
+        if let Some(c) = status
+            .conditions
+            .iter()
+            .find(|c| c.message.contains("last task error"))
+        {
+            break c.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no task error in the status: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(!condition.ready);
+    assert!(
+        condition.message.starts_with("0/1 tasks running"),
+        "{condition:?}"
+    );
+    println!("{}", condition.message);
+}

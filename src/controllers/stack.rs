@@ -585,7 +585,7 @@ pub async fn reconcile(
     let applied = applied(ctx, key, generation).await?;
     let report_only = !self_heal && applied;
     let status = if report_only {
-        let mut status = status_of(&desired, &live, generation, drift);
+        let mut status = status_of(ctx, &desired, &live, generation, drift).await?;
         if !status.drift.is_empty() {
             status.phase = Phase::Degraded;
             status.message = "drift found; self-heal is off for this record".into();
@@ -595,7 +595,7 @@ pub async fn reconcile(
         converge(ctx, key, &desired, &live, &mut ids, applied).await?;
         let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
         let after = Live::observe(ctx, &owner).await?;
-        let mut status = status_of(&desired, &after, generation, drift);
+        let mut status = status_of(ctx, &desired, &after, generation, drift).await?;
         if lingering && status.phase == Phase::Ready {
             // Not converged while objects the file dropped are still there.
             status.phase = Phase::Progressing;
@@ -806,7 +806,15 @@ fn owned(live: &Live) -> Vec<Owned> {
 }
 
 /// Phase and per-service conditions from the live services after this pass.
-fn status_of(desired: &Desired, after: &Live, generation: i64, drift: Vec<ObjectDrift>) -> Status {
+///
+/// A service whose tasks do not all run says why, with its last task error.
+async fn status_of(
+    ctx: &Context,
+    desired: &Desired,
+    after: &Live,
+    generation: i64,
+    drift: Vec<ObjectDrift>,
+) -> Result<Status, Error> {
     let mut conditions = Vec::new();
     let mut phase = Phase::Ready;
     for svc in &desired.objects.services {
@@ -839,18 +847,24 @@ fn status_of(desired: &Desired, after: &Live, generation: i64, drift: Vec<Object
         if !ready && phase == Phase::Ready {
             phase = Phase::Progressing;
         }
+        let mut message = message;
+        if let Some(id) = live.filter(|_| !ready).and_then(|s| s.id.as_deref())
+            && let Some(err) = ctx.docker.last_task_error(id).await?
+        {
+            message = format!("{message}; last task error: {err}");
+        }
         conditions.push(Condition {
             type_: format!("service/{}", svc.name),
             ready,
             message,
         });
     }
-    Status {
+    Ok(Status {
         conditions,
         owned: owned(after),
         drift,
         ..Status::new(phase, generation)
-    }
+    })
 }
 
 /// The drift of one stack record, for `swarmkeeper drift` and `/drift`.

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use bollard::models::{Service, ServiceSpec, ServiceUpdateStatusStateEnum};
-use bollard::query_parameters::{ListServicesOptions, UpdateServiceOptions};
+use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, UpdateServiceOptions};
 
 use super::labels::{self, Owner};
 use super::{Access, Docker, DockerCredentials, DockerError};
@@ -117,6 +117,38 @@ impl Docker {
             what: "services",
             source,
         })
+    }
+
+    /// The error of the service's most recent failed task, if any: why its
+    /// tasks do not run ("No such image", "invalid mount config").
+    ///
+    /// # Errors
+    /// [`DockerError::List`] when dockerd fails to answer.
+    pub async fn last_task_error(&self, service_id: &str) -> Result<Option<String>, DockerError> {
+        let options = ListTasksOptions {
+            filters: Some([("service".to_owned(), vec![service_id.to_owned()])].into()),
+        };
+        let tasks = self
+            .call(
+                "task_list",
+                Access::Read,
+                self.inner.list_tasks(Some(options)),
+            )
+            .await
+            .map_err(|source| DockerError::List {
+                what: "tasks",
+                source,
+            })?;
+        Ok(tasks
+            .into_iter()
+            .filter_map(|t| {
+                let status = t.status?;
+                let err = status.err.filter(|e| !e.is_empty())?;
+                // RFC 3339 times order as text.
+                Some((status.timestamp.map(|t| t.to_string()), err))
+            })
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, err)| err))
     }
 
     /// Running and desired tasks of one service; `None` when the service does not exist.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::swarm::{DOCKER, IMAGE, docker, docker_ok, docker_with_env, require_swarm_manager};
+use common::swarm::{DOCKER, IMAGE, docker, docker_ok, require_swarm_manager, stack_deploy};
 
 /// The images the manifest runs; `hack/images.sh` builds them (`hack/test.sh` runs it first).
 const IMAGES: [&str; 2] = ["local/etcd:3.4", "local/swarmkeeper:dev"];
@@ -252,16 +252,9 @@ fn the_manifest_runs_a_leader_that_converges_records_applied_from_the_host() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/swarmkeeper.yml");
     let port = deployment.etcd_port.to_string();
     let prefix = deployment.prefix();
-    docker_with_env(
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            manifest,
-            &deployment.stack,
-        ],
+    stack_deploy(
+        manifest,
+        &deployment.stack,
         &[
             ("SWARMKEEPER_ETCD_PORT", &port),
             ("SWARMKEEPER_PREFIX", &prefix),

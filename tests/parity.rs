@@ -22,7 +22,7 @@ use std::process::Command;
 use serde_json::{Map, Value};
 
 use common::swarm::{
-    DOCKER, docker, docker_ok, docker_with_env, names_with_label, require_swarm_manager,
+    DOCKER, docker, docker_ok, names_with_label, require_swarm_manager, stack_deploy,
 };
 use common::{Etcd, unique_name};
 
@@ -363,18 +363,7 @@ fn assert_parity_with(file: &str, env: &[(&str, &str)]) {
         swarmkeeper: format!("{base}s"),
     };
     let compose = fixture(file);
-    docker_with_env(
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            &compose.display().to_string(),
-            &cleanup.cli,
-        ],
-        env,
-    );
+    stack_deploy(&compose.display().to_string(), &cleanup.cli, env);
     let swarmkeeper = Swarmkeeper::apply(&cleanup.swarmkeeper, &compose, env);
 
     let cli = observe(&cleanup.cli, &network_names());

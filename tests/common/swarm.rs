@@ -33,6 +33,23 @@ pub fn docker_with_env(args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `docker stack deploy` of a compose file as `stack`, never resolving images
+/// (there is no registry to ask), with `env` for its interpolation.
+pub fn stack_deploy(compose: &str, stack: &str, env: &[(&str, &str)]) {
+    docker_with_env(
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            compose,
+            stack,
+        ],
+        env,
+    );
+}
+
 /// Runs the docker CLI and returns its stdout, trimmed, panicking with its
 /// stderr when it fails.
 pub fn docker_ok(args: &[&str]) -> String {

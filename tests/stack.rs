@@ -959,6 +959,7 @@ async fn a_broken_record_fails_its_own_status_while_another_converges() {
     let good = guard.stack();
     let undefined_network = guard.stack();
     let garbage = guard.stack();
+    let not_json = guard.stack();
     put(
         &env.store,
         "Stack",
@@ -988,12 +989,22 @@ async fn a_broken_record_fails_its_own_status_while_another_converges() {
         json!({"apiVersion": API_VERSION, "kind": "Stack", "metadata": {"name": garbage}, "spec": {"compose": 42}}),
     )
     .await;
+    // Not even JSON, as etcdctl would let anyone write.
+    env.store
+        .raw_client()
+        .put(
+            format!("{}/desired/Stack/{not_json}", env.store.prefix()),
+            "services: {web: oops",
+            None,
+        )
+        .await
+        .expect("raw put");
     let keys = controllers::all_keys(&env.controllers.ctx)
         .await
-        .expect("keys");
-    assert_eq!(keys.len(), 3, "{keys:?}");
+        .expect("one broken value does not hide the others");
+    assert_eq!(keys.len(), 4, "{keys:?}");
     env.pass(&keys).await;
-    for broken in [&undefined_network, &garbage] {
+    for broken in [&undefined_network, &garbage, &not_json] {
         let status = env.status(broken).await.expect("a status");
         assert_eq!(status.phase, Phase::Failed, "{status:#?}");
         assert!(!status.message.is_empty(), "{status:#?}");
@@ -1015,6 +1026,8 @@ async fn a_broken_record_fails_its_own_status_while_another_converges() {
             .message
             .contains("nowhere")
     );
+    let status = env.status(&not_json).await.unwrap();
+    assert!(status.message.contains("not a JSON record"), "{status:#?}");
     env.converge(&good).await;
     assert_eq!(owned("service", &good), [format!("{good}_web")]);
 }

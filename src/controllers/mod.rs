@@ -130,6 +130,10 @@ impl Context {
 /// # Errors
 /// Every problem of the record, joined.
 pub fn parse_record(value: serde_json::Value) -> Result<crate::api::Record, String> {
+    if value.is_null() {
+        // What the store reads for a value that is not JSON.
+        return Err("invalid record: the stored value is not a JSON record".into());
+    }
     crate::api::Record::from_value(value).map_err(|errors| {
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("invalid record: {}", all.join("; "))

@@ -62,16 +62,20 @@ pub enum PutOutcome {
     Unchanged,
 }
 
-fn decode(kv: &KeyValue, key: &str) -> Result<Versioned, StoreError> {
-    let value = serde_json::from_slice(kv.value()).map_err(|source| StoreError::Decode {
-        key: key.to_owned(),
-        source,
-    })?;
-    Ok(Versioned {
+/// A stored value. One that is not JSON (anyone with etcdctl can write one)
+/// reads as `null`: the key still exists, so a listing still names it and
+/// its record fails on its own ("a record must be a mapping") instead of
+/// hiding every other record behind a decode error.
+pub(crate) fn decode(kv: &KeyValue, key: &str) -> Versioned {
+    let value = serde_json::from_slice(kv.value()).unwrap_or_else(|err| {
+        tracing::warn!(key, %err, "stored value is not JSON; it reads as null");
+        Value::Null
+    });
+    Versioned {
         value,
         mod_revision: kv.mod_revision(),
         create_revision: kv.create_revision(),
-    })
+    }
 }
 
 /// Decodes listed key-values of `section`, skipping keys of another shape.
@@ -79,16 +83,16 @@ pub(crate) fn decode_records(
     store: &Store,
     section: Section,
     kvs: &[KeyValue],
-) -> Result<Vec<StoredRecord>, StoreError> {
+) -> Vec<StoredRecord> {
     kvs.iter()
         .filter_map(|kv| {
             let key = String::from_utf8_lossy(kv.key());
             let (kind, name) = store.keys().parse_record(section, &key)?;
-            Some(decode(kv, &key).map(|versioned| StoredRecord {
+            Some(StoredRecord {
                 kind,
                 name,
-                versioned,
-            }))
+                versioned: decode(kv, &key),
+            })
         })
         .collect()
 }
@@ -203,8 +207,8 @@ impl Store {
     /// One desired record.
     ///
     /// # Errors
-    /// [`StoreError::Get`] when etcd fails, [`StoreError::Decode`] when the
-    /// stored value is not JSON, [`StoreError::InvalidKey`] for a bad kind or name.
+    /// [`StoreError::Get`] when etcd fails, [`StoreError::InvalidKey`] for a
+    /// bad kind or name. A stored value that is not JSON reads as `null`.
     pub async fn get_record(
         &self,
         kind: &str,
@@ -218,7 +222,7 @@ impl Store {
     /// watch from that revision + 1 to miss nothing.
     ///
     /// # Errors
-    /// [`StoreError::List`] when etcd fails, [`StoreError::Decode`] for a value that is not JSON.
+    /// [`StoreError::List`] when etcd fails. A stored value that is not JSON reads as `null`.
     pub async fn list_records(
         &self,
         kind: Option<&str>,
@@ -261,9 +265,7 @@ impl Store {
                 None => PutOutcome::Created,
                 // A stored value that does not decode is overwritten, not an error:
                 // this write is what repairs it.
-                Some(kv) if decode(kv, &key).is_ok_and(|v| v.value == put.value) => {
-                    PutOutcome::Unchanged
-                }
+                Some(kv) if decode(kv, &key).value == put.value => PutOutcome::Unchanged,
                 Some(_) => PutOutcome::Configured,
             };
             if outcome != PutOutcome::Unchanged {
@@ -335,7 +337,7 @@ impl Store {
     /// A record's status.
     ///
     /// # Errors
-    /// [`StoreError::Get`] when etcd fails, [`StoreError::Decode`] when it is not JSON.
+    /// [`StoreError::Get`] when etcd fails. A stored value that is not JSON reads as `null`.
     pub async fn get_status(
         &self,
         kind: &str,
@@ -348,7 +350,7 @@ impl Store {
     /// Every status (of one kind, or all), and the revision they were read at.
     ///
     /// # Errors
-    /// [`StoreError::List`] when etcd fails, [`StoreError::Decode`] for a value that is not JSON.
+    /// [`StoreError::List`] when etcd fails. A stored value that is not JSON reads as `null`.
     pub async fn list_status(
         &self,
         kind: Option<&str>,
@@ -374,7 +376,7 @@ impl Store {
                 key: key.to_owned(),
                 source,
             })?;
-        resp.kvs().first().map(|kv| decode(kv, key)).transpose()
+        Ok(resp.kvs().first().map(|kv| decode(kv, key)))
     }
 
     async fn list_section(
@@ -387,7 +389,7 @@ impl Store {
             .range(&prefix, 0, false)
             .await
             .map_err(|source| StoreError::List { prefix, source })?;
-        Ok((decode_records(self, section, &kvs)?, revision))
+        Ok((decode_records(self, section, &kvs), revision))
     }
 
     pub(crate) async fn delete_key(&self, key: String) -> Result<bool, StoreError> {

@@ -26,7 +26,7 @@ use etcd_client::{Client, EventType, KeyValue, WatchOptions, WatchStream};
 use futures::stream::{BoxStream, StreamExt};
 
 use super::keys::Section;
-use super::records::Versioned;
+use super::records::{Versioned, decode};
 use super::{Store, StoreError};
 
 /// A change to a desired record.
@@ -201,18 +201,11 @@ impl DesiredWatch {
     fn put(&mut self, key: String, kind: String, name: String, kv: &KeyValue) {
         self.known
             .insert((kind.clone(), name.clone()), kv.mod_revision());
-        let item = serde_json::from_slice(kv.value())
-            .map(|value| WatchEvent::Put {
-                kind,
-                name,
-                versioned: Versioned {
-                    value,
-                    mod_revision: kv.mod_revision(),
-                    create_revision: kv.create_revision(),
-                },
-            })
-            .map_err(|source| StoreError::Decode { key, source });
-        self.pending.push_back(item);
+        self.pending.push_back(Ok(WatchEvent::Put {
+            kind,
+            name,
+            versioned: decode(kv, &key),
+        }));
     }
 
     /// Re-lists after a compaction, retrying until etcd answers.

@@ -100,6 +100,18 @@ struct Desired {
     owner_labels: BTreeMap<String, String>,
 }
 
+impl Desired {
+    /// What a deleted record wants: nothing, so everything it owned is an orphan.
+    fn nothing() -> Self {
+        Self {
+            objects: StackObjects::default(),
+            secrets: Vec::new(),
+            configs: Vec::new(),
+            owner_labels: BTreeMap::new(),
+        }
+    }
+}
+
 /// Why a record cannot be converged as it is: its status says so, it is not retried.
 struct Invalid(String);
 
@@ -536,13 +548,7 @@ pub async fn reconcile(
     let live = Live::observe(ctx, &owner).await?;
     let Some(stored) = stored else {
         // The record is gone: everything it owned is an orphan.
-        let everything = Desired {
-            objects: StackObjects::default(),
-            secrets: Vec::new(),
-            configs: Vec::new(),
-            owner_labels: BTreeMap::new(),
-        };
-        let lingering = remove_orphans(ctx, key, orphans(&everything, &live)).await?;
+        let lingering = remove_orphans(ctx, key, orphans(&Desired::nothing(), &live)).await?;
         if !lingering {
             let values = crate::api::load::stack_secret_prefix(&key.name);
             ctx.store.delete_secrets_with_prefix(&values).await?;
@@ -885,13 +891,7 @@ pub async fn drift(
         error: None,
     };
     let Some(stored) = stored else {
-        let nothing = Desired {
-            objects: StackObjects::default(),
-            secrets: Vec::new(),
-            configs: Vec::new(),
-            owner_labels: BTreeMap::new(),
-        };
-        report.objects = drift_of(&nothing, &live, &Ids::default());
+        report.objects = drift_of(&Desired::nothing(), &live, &Ids::default());
         return Ok(report);
     };
     let desired = match desired(ctx, name, stored.value).await? {

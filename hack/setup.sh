@@ -12,7 +12,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PACKAGES=(
 	docker.io cgroupfs-mount iptables
 	etcd-server etcd-client
-	protobuf-compiler
+	# etcd-client builds its protos with protoc, which needs the well-known .proto files of
+	# libprotobuf-dev (only a recommend of protobuf-compiler, and we install without recommends)
+	protobuf-compiler libprotobuf-dev
 	busybox-static docker-registry
 	postgresql mariadb-server
 	# used by the scripts and tests: YAML editing in demo.sh, probes of published ports

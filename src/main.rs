@@ -134,9 +134,14 @@ enum Command {
         /// Reconciles that may run at once.
         #[arg(long, env = "SWARMKEEPER_CONCURRENCY", default_value_t = 4)]
         concurrency: usize,
-        /// Converge every record once and exit.
+        /// Converge every record once and exit. It takes part in the leader
+        /// election: it waits for a lease left by a replica that died, and
+        /// refuses while another replica leads.
         #[arg(long)]
         once: bool,
+        /// With --once: converge even while another replica leads (two writers).
+        #[arg(long, requires = "once")]
+        force: bool,
     },
     /// Write the JSON Schema of every kind.
     Schema {
@@ -277,12 +282,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             resync,
             concurrency,
             once,
+            force,
         } => {
             let opts = cli::run::RunOpts {
                 http_addr,
                 resync,
                 concurrency,
                 once,
+                force,
             };
             cli::run::run(&global, &opts).await
         }

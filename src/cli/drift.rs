@@ -62,15 +62,15 @@ pub async fn drift(
     exit_code: bool,
 ) -> Result<u8, Failure> {
     let kind = kind.map(parse_kind).transpose()?;
-    let ctx = Context {
-        store: global.store().await?,
-        docker: Docker::connect()
+    let ctx = Context::new(
+        global.store().await?,
+        Docker::connect()
             .await
             .map_err(Failure::error)?
             .scoped(&global.prefix),
-        secret_key: global.secret_key()?,
-        resync: std::time::Duration::from_secs(300),
-    };
+        global.secret_key()?,
+        std::time::Duration::from_secs(300),
+    );
     let drift = report(&ctx, kind, name).await.map_err(Failure::error)?;
     let text = match output {
         DriftOutput::Table => report::drift::table(&drift),

@@ -16,7 +16,7 @@ use crate::docker::{Docker, DockerError, DockerEvent, EventType};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Controller, Shutdown, resync};
-use crate::store::{Store, WatchEvent};
+use crate::store::{Leadership, Store, WatchEvent};
 
 use super::{Failure, GlobalOpts};
 
@@ -27,15 +27,20 @@ pub struct RunOpts {
     pub resync: Duration,
     pub concurrency: usize,
     pub once: bool,
+    /// With `once`: skip the election, even while another replica leads.
+    pub force: bool,
 }
 
 /// How long the leader's lease lives without a keep-alive.
 const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How long giving leadership up may take before the lease is left to expire.
+const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs the controller.
 ///
 /// # Errors
-/// When etcd or dockerd cannot be reached at start, or the HTTP address is taken.
+/// When etcd or dockerd cannot be reached at start, or the HTTP address is
+/// taken; with `--once`, when another replica leads.
 pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
     let store = global.store().await?;
     let docker = Docker::connect()
@@ -43,21 +48,23 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         .map_err(Failure::error)?
         .scoped(&global.prefix);
     let metrics = Arc::new(Metrics::new(&docker));
-    let controllers = Arc::new(Controllers {
-        ctx: Context {
-            store,
-            docker,
-            secret_key: global.secret_key()?,
-            resync: opts.resync,
-        },
-        metrics: Some(metrics.clone()),
-    });
+    let ctx = Context::new(store, docker, global.secret_key()?, opts.resync);
+    let identity = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "swarmkeeper".into()),
+        std::process::id()
+    );
     if opts.once {
-        return once(&controllers, opts.concurrency).await;
+        return once(ctx, metrics, &identity, opts).await;
     }
     let shutdown = Shutdown::on_signals().map_err(Failure::error)?;
+    // The HTTP endpoints only read; they never hold a leader's fenced context.
+    let readers = Arc::new(Controllers {
+        ctx: ctx.clone(),
+        metrics: Some(metrics.clone()),
+    });
     let state = Arc::new(AppState {
-        controllers: controllers.clone(),
+        controllers: readers,
         metrics: metrics.clone(),
         ready: false.into(),
     });
@@ -74,18 +81,13 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
             tracing::error!(%err, "http server failed");
         }
     });
-    let identity = format!(
-        "{}-{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "swarmkeeper".into()),
-        std::process::id()
-    );
     let ready = |leading: bool| {
         state.ready.store(leading, Ordering::Relaxed);
         metrics.leader.set(i64::from(leading));
     };
     while shutdown.phase() == runtime::Phase::Running {
         let leadership = tokio::select! {
-            won = controllers.ctx.store.campaign(&identity, LEASE_TTL) => won,
+            won = ctx.store.campaign(&identity, LEASE_TTL) => won,
             () = shutdown.reached(runtime::Phase::Draining) => break,
         };
         let leadership = match leadership {
@@ -98,42 +100,20 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         };
         tracing::info!(identity, "leading");
         ready(true);
-        let leading = Shutdown::new();
-        let stop = leading.clone();
-        let outer = shutdown.clone();
-        let lost = leadership.lost();
-        let watcher = tokio::spawn(async move {
-            tokio::select! {
-                // Another replica may already reconcile: stop at once.
-                () = lost => stop.abort(),
-                () = outer.reached(runtime::Phase::Draining) => {
-                    stop.trigger();
-                    outer.reached(runtime::Phase::Aborting).await;
-                    stop.abort();
-                }
-            }
+        let controllers = Arc::new(Controllers {
+            ctx: ctx.fenced(&leadership.fence()),
+            metrics: Some(metrics.clone()),
         });
-        let config = runtime::Config {
-            concurrency: opts.concurrency,
-            queue_depth: Some(metrics.queue_depth.clone()),
-            ..runtime::Config::default()
-        };
-        let ctx_keys = controllers.clone();
-        Controller::new(controllers.clone(), config)
-            .trigger(etcd_triggers(controllers.ctx.store.clone()))
-            .trigger(docker_triggers(controllers.clone()))
-            .trigger(resync(opts.resync, move || {
-                let c = ctx_keys.clone();
-                async move { controllers::all_keys(&c.ctx).await }
-            }))
-            .run(leading)
-            .await;
-        watcher.abort();
+        lead(&controllers, &leadership, &shutdown, opts, &metrics).await;
         ready(false);
+        // Also after a loss: the old candidacy may still be in etcd (after an
+        // etcd restart it is), and the next campaign would wait out its TTL.
+        match tokio::time::timeout(RESIGN_TIMEOUT, leadership.resign()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!(%err, "could not resign leadership"),
+            Err(_) => tracing::debug!("resigning timed out; the lease expires by itself"),
+        }
         if shutdown.phase() != runtime::Phase::Running {
-            if let Err(err) = leadership.resign().await {
-                tracing::warn!(%err, "could not resign leadership");
-            }
             break;
         }
         tracing::warn!("leadership lost; campaigning again");
@@ -141,8 +121,102 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// Converges every record once; exit 1 when any reconcile failed or any record is Failed.
-async fn once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, Failure> {
+/// Reconciles as the leader until leadership is lost (at once: another
+/// replica may already reconcile) or shutdown (draining first).
+async fn lead(
+    controllers: &Arc<Controllers>,
+    leadership: &Leadership,
+    shutdown: &Shutdown,
+    opts: &RunOpts,
+    metrics: &Metrics,
+) {
+    let leading = Shutdown::new();
+    let stop = leading.clone();
+    let outer = shutdown.clone();
+    let lost = leadership.lost();
+    let watcher = tokio::spawn(async move {
+        tokio::select! {
+            () = lost => stop.abort(),
+            () = outer.reached(runtime::Phase::Draining) => {
+                stop.trigger();
+                outer.reached(runtime::Phase::Aborting).await;
+                stop.abort();
+            }
+        }
+    });
+    let config = runtime::Config {
+        concurrency: opts.concurrency,
+        queue_depth: Some(metrics.queue_depth.clone()),
+        ..runtime::Config::default()
+    };
+    let ctx_keys = controllers.clone();
+    Controller::new(controllers.clone(), config)
+        .trigger(etcd_triggers(controllers.ctx.store.clone()))
+        .trigger(docker_triggers(controllers.clone()))
+        .trigger(resync(opts.resync, move || {
+            let c = ctx_keys.clone();
+            async move { controllers::all_keys(&c.ctx).await }
+        }))
+        .run(leading)
+        .await;
+    watcher.abort();
+}
+
+/// Leadership for `run --once`: a lease left by a replica that died expires
+/// within its TTL, so waiting a little longer than that wins it; a replica
+/// still alive keeps it, and then `--once` refuses rather than be a second writer.
+async fn lead_once(store: &Store, identity: &str) -> Result<Leadership, Failure> {
+    let wait = LEASE_TTL + LEASE_TTL / 3;
+    match tokio::time::timeout(wait, store.campaign(identity, LEASE_TTL)).await {
+        Ok(won) => won.map_err(Failure::error),
+        Err(_) => {
+            let leader = store
+                .leader_identity()
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "another replica".into());
+            Err(Failure::Error(format!(
+                "{leader} leads on {}/leader: run --once would be a second writer; \
+                 stop it first, or pass --force",
+                store.prefix()
+            )))
+        }
+    }
+}
+
+/// Converges every record once as the leader (unless forced); exit 1 when
+/// any reconcile failed or any record is Failed.
+async fn once(
+    ctx: Context,
+    metrics: Arc<Metrics>,
+    identity: &str,
+    opts: &RunOpts,
+) -> Result<u8, Failure> {
+    let leadership = if opts.force {
+        tracing::warn!("--force: converging without leader election");
+        None
+    } else {
+        Some(lead_once(&ctx.store, identity).await?)
+    };
+    let controllers = Arc::new(Controllers {
+        ctx: match &leadership {
+            Some(l) => ctx.fenced(&l.fence()),
+            None => ctx,
+        },
+        metrics: Some(metrics),
+    });
+    let code = converge_once(&controllers, opts.concurrency).await;
+    if let Some(leadership) = leadership
+        && let Err(err) = leadership.resign().await
+    {
+        tracing::warn!(%err, "could not resign leadership");
+    }
+    code
+}
+
+/// One pass over every record, with a line per record.
+async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, Failure> {
     let keys = controllers::all_keys(&controllers.ctx)
         .await
         .map_err(Failure::error)?;

@@ -10,15 +10,16 @@ pub mod secret;
 pub mod stack;
 pub mod status;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
 use crate::runtime::{Action, Reconciler};
 use crate::store::crypto::SecretKey;
-use crate::store::{Event, Store, StoreError};
+use crate::store::{Event, Store, StoreError, WriteFence};
 use status::{Phase, Status};
 
 /// The unit of work: one record, `Kind/name`.
@@ -43,7 +44,16 @@ impl fmt::Display for RecordKey {
     }
 }
 
-/// A reconcile that could not finish; the runtime retries it with backoff.
+/// A reconcile that could not finish.
+///
+/// # Failure policy
+/// A transient error (etcd or dockerd unreachable, a 5xx, a lost version
+/// race) is retried with the key's backoff; the status keeps its phase and
+/// says what is retried. A permanent one (dockerd refusing the spec with a
+/// 4xx, a sealed value that does not open, a name that cannot be made) marks
+/// the record `Failed` with the cause, and is retried only when the record
+/// changes, or slowly, at the resync interval, since what stood in the way (a
+/// foreign object holding a name) may go away.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -51,9 +61,9 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Docker(#[from] DockerError),
-    /// Something the record needs is not there yet (an external network, a secret value).
-    #[error("waiting: {0}")]
-    Waiting(String),
+    /// The record cannot converge as it is, however often it is retried.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Error {
@@ -62,49 +72,131 @@ impl Error {
         match self {
             Error::Store(e) => e.kind(),
             Error::Docker(e) => e.kind(),
-            Error::Waiting(_) => "waiting",
+            Error::Invalid(_) => "invalid",
         }
+    }
+
+    /// Whether retrying soon may succeed; otherwise the record is `Failed`.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Store(e) => e.is_transient(),
+            Error::Docker(e) => e.is_transient(),
+            Error::Invalid(_) => false,
+        }
+    }
+
+    /// Whether the write was refused because this replica no longer leads.
+    fn is_deposed(&self) -> bool {
+        matches!(
+            self,
+            Error::Store(StoreError::Deposed { .. }) | Error::Docker(DockerError::Deposed { .. })
+        )
     }
 }
 
 /// What every reconciler shares: the store, the swarm, the secret key.
+#[derive(Clone)]
 pub struct Context {
     pub store: Store,
     pub docker: Docker,
     pub secret_key: Option<SecretKey>,
     /// How long a converged record waits before it is looked at again when no event comes.
     pub resync: Duration,
+    /// The last event of each record, to fold repeats into it.
+    last_events: Arc<Mutex<HashMap<RecordKey, (String, Event)>>>,
 }
 
 impl Context {
+    /// A context of `store` and `docker`, with no event written yet.
+    pub fn new(
+        store: Store,
+        docker: Docker,
+        secret_key: Option<SecretKey>,
+        resync: Duration,
+    ) -> Self {
+        Self {
+            store,
+            docker,
+            secret_key,
+            resync,
+            last_events: Arc::default(),
+        }
+    }
+
+    /// The same context for a leader: every write to etcd and dockerd is
+    /// fenced by its lease.
+    #[must_use]
+    pub fn fenced(&self, fence: &WriteFence) -> Self {
+        Self {
+            store: self.store.fenced(fence.clone()),
+            docker: self.docker.clone().fenced(fence.local().clone()),
+            ..self.clone()
+        }
+    }
+
     /// Writes an event; a failure to record it is logged, never fatal.
+    ///
+    /// An event that repeats the record's previous one (same type, reason
+    /// and message) is folded into it: its count grows, no entry is added.
     pub async fn event(&self, key: &RecordKey, warning: bool, reason: &str, message: String) {
         if warning {
             tracing::warn!(record = %key, reason, message);
         } else {
             tracing::info!(record = %key, reason, message);
         }
-        let event = Event {
-            time: jiff::Timestamp::now(),
-            type_: if warning { "Warning" } else { "Normal" }.to_string(),
-            reason: reason.to_string(),
-            message,
+        let event = if warning {
+            Event::warning(reason, message)
+        } else {
+            Event::normal(reason, message)
         };
-        if let Err(err) = self
-            .store
-            .put_event(key.kind.as_str(), &key.name, &event)
-            .await
-        {
-            tracing::warn!(record = %key, %err, "could not record an event");
+        let previous = self.last_events().get(key).cloned();
+        let (kind, name) = (key.kind.as_str(), key.name.as_str());
+        let written = match previous {
+            Some((id, last)) if last.repeats(&event) => {
+                let folded = last.seen_again(event.time);
+                let updated = self.store.update_event(kind, name, &id, &folded).await;
+                updated.map(|()| (id, folded))
+            }
+            _ => {
+                let put = self.store.put_event(kind, name, &event).await;
+                put.map(|id| (id, event))
+            }
+        };
+        match written {
+            Ok(last) => {
+                self.last_events().insert(key.clone(), last);
+            }
+            Err(err) => tracing::warn!(record = %key, %err, "could not record an event"),
         }
     }
 
-    /// Writes a record's status.
+    fn last_events(&self) -> std::sync::MutexGuard<'_, HashMap<RecordKey, (String, Event)>> {
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        self.last_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A record's status as last written, if it reads back.
+    ///
+    /// # Errors
+    /// When etcd fails.
+    pub async fn read_status(&self, key: &RecordKey) -> Result<Option<Status>, Error> {
+        let stored = self.store.get_status(key.kind.as_str(), &key.name).await?;
+        Ok(stored.and_then(|v| serde_json::from_value(v.value).ok()))
+    }
+
+    /// Writes a record's status, unless only its times would change: a pass
+    /// that finds a record as the last one did writes nothing to etcd.
     ///
     /// # Errors
     /// When etcd refuses the write.
     pub async fn write_status(&self, key: &RecordKey, status: &Status) -> Result<(), Error> {
-        let value = serde_json::to_value(status).unwrap_or_default();
+        let previous = self.read_status(key).await?;
+        let Some(status) = status.changed_from(previous.as_ref()) else {
+            return Ok(());
+        };
+        let value = serde_json::to_value(&status).unwrap_or_default();
         self.store
             .put_status(key.kind.as_str(), &key.name, &value)
             .await?;
@@ -150,6 +242,7 @@ impl Context {
         self.store
             .delete_status(key.kind.as_str(), &key.name)
             .await?;
+        self.last_events().remove(key);
         Ok(Action::await_change())
     }
 }
@@ -190,6 +283,12 @@ impl Controllers {
 impl Reconciler<RecordKey> for Controllers {
     type Error = Error;
 
+    /// Permanent errors wait for a change of the record (its watch event
+    /// schedules it at once), or the slow retry at the resync interval.
+    fn error_policy(&self, _key: &RecordKey, error: &Error) -> Option<Duration> {
+        (!error.is_transient()).then_some(self.ctx.resync)
+    }
+
     async fn reconcile(self: Arc<Self>, key: RecordKey) -> Result<Action, Error> {
         let started = std::time::Instant::now();
         let kind = key.kind.as_str();
@@ -206,24 +305,36 @@ impl Reconciler<RecordKey> for Controllers {
 }
 
 impl Context {
-    /// Makes a failed reconcile visible: an event, and the error in the
-    /// record's status message (its phase stays what the last pass found),
-    /// while the runtime retries with backoff.
+    /// Makes a failed reconcile visible, by the failure policy of [`Error`]:
+    /// a transient error is an event and the status message (its phase stays
+    /// what the last pass found) while the runtime retries with backoff; a
+    /// permanent one makes the record `Failed` with the cause. The status keeps
+    /// what the record owns: it is the memory of what to clean up.
     async fn record_error(&self, key: &RecordKey, err: &Error) {
-        let message = format!("retrying after error: {err}");
-        self.event(key, true, "Error", message.clone()).await;
-        let current = match self.store.get_status(key.kind.as_str(), &key.name).await {
-            Ok(v) => v.and_then(|v| serde_json::from_value::<Status>(v.value).ok()),
+        if err.is_deposed() {
+            // Another replica leads now; it records what it finds itself.
+            return;
+        }
+        let (phase, reason, message) = if err.is_transient() {
+            (None, "Error", format!("retrying after error: {err}"))
+        } else {
+            (Some(Phase::Failed), "Failed", err.to_string())
+        };
+        self.event(key, true, reason, message.clone()).await;
+        let generation = match self.store.get_record(key.kind.as_str(), &key.name).await {
+            Ok(record) => record.map_or(0, |r| r.mod_revision),
             Err(_) => return,
         };
-        let status = match current {
-            Some(mut s) => {
-                s.message = message;
-                s.updated_at = jiff::Timestamp::now();
-                s
-            }
-            None => Status::new(Phase::Pending, 0).with_message(message),
+        let Ok(current) = self.read_status(key).await else {
+            return;
         };
+        let mut status = current.unwrap_or_else(|| Status::new(Phase::Pending, generation));
+        status.message = message;
+        if let Some(phase) = phase {
+            status.phase = phase;
+            status.observed_revision = generation;
+        }
+        status.updated_at = jiff::Timestamp::now();
         if let Err(err) = self.write_status(key, &status).await {
             tracing::warn!(record = %key, %err, "could not record the error in the status");
         }

@@ -61,19 +61,24 @@ async fn value(
         Some(_) => generated_key(name, spec.rotation),
         None => name.to_string(),
     };
-    if let Some(sealed) = ctx.store.get_secret(&store_key).await? {
-        return Ok(key.open(&sealed).map_err(|_| {
-            format!("the stored value of {name:?} cannot be decrypted with this secret key")
-        }));
-    }
-    let Some(g) = &spec.generate else {
-        return Ok(Err(format!(
-            "the value of {name:?} is not in the store: apply the record again"
-        )));
+    let sealed = match ctx.store.get_secret(&store_key).await? {
+        Some(sealed) => sealed,
+        None => {
+            let Some(g) = &spec.generate else {
+                return Ok(Err(format!(
+                    "the value of {name:?} is not in the store: apply the record again"
+                )));
+            };
+            // Created only if absent: a replica that generated a value concurrently
+            // (or a deposed leader that woke up) must not replace the one delivered.
+            ctx.store
+                .create_secret(&store_key, &key.seal(&generate(g)))
+                .await?
+        }
     };
-    let fresh = generate(g);
-    ctx.store.put_secret(&store_key, &key.seal(&fresh)).await?;
-    Ok(Ok(fresh))
+    Ok(key.open(&sealed).map_err(|_| {
+        format!("the stored value of {name:?} cannot be decrypted with this secret key")
+    }))
 }
 
 fn secret_name(s: &Secret) -> &str {

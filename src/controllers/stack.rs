@@ -229,7 +229,7 @@ fn blob(
         (None, None) => digest.to_string(),
         (driver, templating) => json_hash(&(digest, driver, templating)),
     };
-    let versioned = versioned_name(name, &digest).map_err(Error::Waiting)?;
+    let versioned = versioned_name(name, &digest).map_err(Error::Invalid)?;
     let mut labels = labels.clone();
     labels.extend(owner_labels.clone());
     labels.insert(SPEC_HASH.to_string(), digest);
@@ -248,13 +248,13 @@ async fn read_secret(ctx: &Context, store_key: &str) -> Result<Option<Vec<u8>>, 
         return Ok(None);
     };
     let Some(key) = &ctx.secret_key else {
-        return Err(Error::Waiting(
+        return Err(Error::Invalid(
             "a secret key (--secret-key-file) is needed to read secret values".into(),
         ));
     };
     key.open(&sealed)
         .map(Some)
-        .map_err(|e| Error::Waiting(e.to_string()))
+        .map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// IDs of the objects services refer to, by swarm name.

@@ -61,7 +61,11 @@ pub struct Status {
     /// What differed from the desired state before this pass converged it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<ObjectDrift>,
+    /// When the content last changed (anything but the times).
     pub updated_at: jiff::Timestamp,
+    /// When the phase last changed: how long the record has been in it.
+    #[serde(default = "jiff::Timestamp::now")]
+    pub since: jiff::Timestamp,
 }
 
 impl Status {
@@ -75,7 +79,31 @@ impl Status {
             owned: Vec::new(),
             drift: Vec::new(),
             updated_at: jiff::Timestamp::now(),
+            since: jiff::Timestamp::now(),
         }
+    }
+
+    /// What to write over `previous`: `None` when nothing but the times
+    /// differs (a pass that found the record as before writes nothing), else
+    /// this status with `since` kept from `previous` unless the phase changed.
+    #[must_use]
+    pub fn changed_from(&self, previous: Option<&Status>) -> Option<Status> {
+        let Some(previous) = previous else {
+            return Some(self.clone());
+        };
+        let timeless = |s: &Status| Status {
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+            since: jiff::Timestamp::UNIX_EPOCH,
+            ..s.clone()
+        };
+        if timeless(self) == timeless(previous) {
+            return None;
+        }
+        let mut next = self.clone();
+        if next.phase == previous.phase {
+            next.since = previous.since;
+        }
+        Some(next)
     }
 
     /// The same status with a message.
@@ -108,8 +136,56 @@ mod tests {
                 fields: Vec::new(),
             }],
             updated_at: jiff::Timestamp::UNIX_EPOCH,
+            since: jiff::Timestamp::UNIX_EPOCH,
         };
         let value = serde_json::to_value(&status).unwrap();
         assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);
+    }
+
+    fn at(second: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(second).unwrap()
+    }
+
+    fn stamped(phase: Phase, message: &str, second: i64) -> Status {
+        Status {
+            updated_at: at(second),
+            since: at(second),
+            ..Status::new(phase, 3).with_message(message)
+        }
+    }
+
+    #[test]
+    fn the_same_status_stamped_later_is_not_a_change() {
+        let before = stamped(Phase::Ready, "", 10);
+        assert_eq!(
+            stamped(Phase::Ready, "", 20).changed_from(Some(&before)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_new_message_in_the_same_phase_keeps_the_transition_time() {
+        let before = stamped(Phase::Progressing, "1/2 tasks running", 10);
+        let next = stamped(Phase::Progressing, "2/2 tasks running", 20)
+            .changed_from(Some(&before))
+            .unwrap();
+        assert_eq!(next.since, at(10));
+        assert_eq!(next.updated_at, at(20));
+    }
+
+    #[test]
+    fn a_new_phase_is_a_transition() {
+        let before = stamped(Phase::Progressing, "", 10);
+        let next = stamped(Phase::Ready, "", 20)
+            .changed_from(Some(&before))
+            .unwrap();
+        assert_eq!(next.since, at(20));
+        assert_eq!(
+            stamped(Phase::Ready, "", 5)
+                .changed_from(None)
+                .unwrap()
+                .since,
+            at(5)
+        );
     }
 }

@@ -98,11 +98,14 @@ pub enum DockerError {
         #[source]
         source: BollardError,
     },
+    /// A write of a leader that may have been replaced: not sent.
+    #[error("{op} not sent: this replica's leader lease is no longer certainly held")]
+    Deposed { op: &'static str },
 }
 
 impl DockerError {
-    fn source_error(&self) -> &BollardError {
-        match self {
+    fn source_error(&self) -> Option<&BollardError> {
+        Some(match self {
             Self::Connect { source, .. }
             | Self::Ping { source }
             | Self::List { source, .. }
@@ -118,7 +121,8 @@ impl DockerError {
             | Self::RemoveService { source, .. }
             | Self::UpdateNode { source, .. }
             | Self::Events { source } => source,
-        }
+            Self::Deposed { .. } => return None,
+        })
     }
 
     /// A short, bounded name of the failed action, fit for a metric label.
@@ -140,6 +144,7 @@ impl DockerError {
             Self::RemoveService { .. } => "remove_service",
             Self::UpdateNode { .. } => "update_node",
             Self::Events { .. } => "events",
+            Self::Deposed { .. } => "deposed",
         }
     }
 
@@ -149,13 +154,14 @@ impl DockerError {
     /// retrying the same request cannot help until the record changes.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        is_transient(self.source_error())
+        // A deposed replica campaigns again; the write may then be sent.
+        self.source_error().is_none_or(is_transient)
     }
 
     /// Whether dockerd answered 404: the object does not exist.
     #[must_use]
     pub fn is_not_found(&self) -> bool {
-        status_code(self.source_error()) == Some(404)
+        self.source_error().and_then(status_code) == Some(404)
     }
 
     /// Whether a remove was refused because something still uses the object (a service
@@ -163,14 +169,14 @@ impl DockerError {
     /// the services moved on. swarmkit says so with a 400, not with a status of its own.
     #[must_use]
     pub fn is_in_use(&self) -> bool {
-        matches!(self.source_error(), BollardError::DockerResponseServerError { message, .. }
+        matches!(self.source_error(), Some(BollardError::DockerResponseServerError { message, .. })
             if message.contains("is in use by") || message.contains("has active endpoints"))
     }
 
     /// Whether the write lost a race against another writer of the same object.
     #[must_use]
     pub fn is_out_of_sequence(&self) -> bool {
-        is_out_of_sequence(self.source_error())
+        self.source_error().is_some_and(is_out_of_sequence)
     }
 }
 

@@ -140,26 +140,24 @@ impl Docker {
         let read = match typ {
             EventType::Service => self
                 .call(
-                    "service_inspect",
-                    Access::Read,
+                    Access::Read("service_inspect"),
                     inner.inspect_service(id, None),
                 )
                 .await
                 .map(|service| service.spec.and_then(|spec| spec.labels)),
             EventType::Network => self
                 .call(
-                    "network_inspect",
-                    Access::Read,
+                    Access::Read("network_inspect"),
                     inner.inspect_network(id, None),
                 )
                 .await
                 .map(|network| network.labels),
             EventType::Secret => self
-                .call("secret_inspect", Access::Read, inner.inspect_secret(id))
+                .call(Access::Read("secret_inspect"), inner.inspect_secret(id))
                 .await
                 .map(|secret| secret.spec.and_then(|spec| spec.labels)),
             EventType::Config => self
-                .call("config_inspect", Access::Read, inner.inspect_config(id))
+                .call(Access::Read("config_inspect"), inner.inspect_config(id))
                 .await
                 .map(|config| config.spec.and_then(|spec| spec.labels)),
             EventType::Node => return Ok(Some(None)),

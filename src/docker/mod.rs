@@ -32,6 +32,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use crate::runtime::Fence;
+
 pub use bollard::auth::DockerCredentials;
 pub use bollard::models::{
     Config, ConfigSpec, Network, NetworkCreateRequest, Node, NodeSpec, Secret, SecretSpec, Service,
@@ -60,8 +62,24 @@ pub struct DockerOpLabels {
 /// Whether a call changes the swarm; only writes count against idempotency.
 #[derive(Clone, Copy)]
 enum Access {
-    Read,
-    Write,
+    /// A read, named by its operation.
+    Read(&'static str),
+    /// A write, with the proof that the fence was checked just before it.
+    Write(Fenced),
+}
+
+/// Made only by [`Docker::write`], so no write can be sent without checking the fence.
+#[derive(Clone, Copy)]
+struct Fenced {
+    op: &'static str,
+}
+
+impl Access {
+    fn op(self) -> &'static str {
+        match self {
+            Access::Read(op) | Access::Write(Fenced { op }) => op,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +96,8 @@ pub struct Docker {
     counters: Arc<Counters>,
     /// When set, only objects labelled with this scope are seen as managed.
     scope: Option<Arc<str>>,
+    /// On a leader's connection, the lease deadline every write checks first.
+    fence: Option<Fence>,
 }
 
 impl Docker {
@@ -115,6 +135,7 @@ impl Docker {
             inner,
             counters: Arc::default(),
             scope: None,
+            fence: None,
         })
     }
 
@@ -124,6 +145,26 @@ impl Docker {
     pub fn scoped(mut self, scope: &str) -> Self {
         self.scope = Some(Arc::from(scope));
         self
+    }
+
+    /// The same connection, sending writes only while `fence` holds: a
+    /// leader that may have been replaced writes nothing, not even the retry
+    /// of an update that lost a race.
+    #[must_use]
+    pub fn fenced(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// A write of `op` that may be sent now: the fence, if any, still holds.
+    fn write(&self, op: &'static str) -> Result<Access, DockerError> {
+        match &self.fence {
+            Some(fence) if fence.check().is_err() => {
+                tracing::warn!(op, "write not sent: the leader lease is no longer held");
+                Err(DockerError::Deposed { op })
+            }
+            _ => Ok(Access::Write(Fenced { op })),
+        }
     }
 
     /// The scope this connection is limited to, if any.
@@ -170,7 +211,7 @@ impl Docker {
     /// # Errors
     /// [`DockerError::Ping`] when dockerd does not answer.
     pub async fn ping(&self) -> Result<(), DockerError> {
-        self.call("ping", Access::Read, self.inner.ping())
+        self.call(Access::Read("ping"), self.inner.ping())
             .await
             .map(drop)
             .map_err(|source| DockerError::Ping { source })
@@ -206,13 +247,13 @@ impl Docker {
     /// Sends one request, counting it before it leaves so a failed write still counts.
     async fn call<T>(
         &self,
-        op: &'static str,
         access: Access,
         request: impl Future<Output = Result<T, BollardError>>,
     ) -> Result<T, BollardError> {
+        let op = access.op();
         let counter = match access {
-            Access::Read => &self.counters.reads,
-            Access::Write => &self.counters.writes,
+            Access::Read(_) => &self.counters.reads,
+            Access::Write(_) => &self.counters.writes,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let outcome = request.await;
@@ -231,10 +272,10 @@ impl Docker {
     /// Sends a remove: an object that is already gone counts as removed.
     async fn remove(
         &self,
-        op: &'static str,
+        write: Access,
         request: impl Future<Output = Result<(), BollardError>>,
     ) -> Result<(), BollardError> {
-        match self.call(op, Access::Write, request).await {
+        match self.call(write, request).await {
             Err(err) if error::status_code(&err) == Some(404) => Ok(()),
             outcome => outcome,
         }

@@ -12,8 +12,7 @@ impl Docker {
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn list_nodes(&self) -> Result<Vec<Node>, DockerError> {
         self.call(
-            "node_list",
-            Access::Read,
+            Access::Read("node_list"),
             self.inner.list_nodes(None::<ListNodesOptions>),
         )
         .await
@@ -39,8 +38,7 @@ impl Docker {
             version: i64::try_from(version).unwrap_or(i64::MAX),
         };
         self.call(
-            "node_update",
-            Access::Write,
+            self.write("node_update")?,
             self.inner.update_node(node, spec, options),
         )
         .await

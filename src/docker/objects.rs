@@ -32,8 +32,7 @@ impl Docker {
             filters: Some(filters),
         };
         self.call(
-            "network_list",
-            Access::Read,
+            Access::Read("network_list"),
             self.inner.list_networks(Some(options)),
         )
         .await
@@ -45,8 +44,7 @@ impl Docker {
             filters: Some(filters),
         };
         self.call(
-            "secret_list",
-            Access::Read,
+            Access::Read("secret_list"),
             self.inner.list_secrets(Some(options)),
         )
         .await
@@ -58,8 +56,7 @@ impl Docker {
             filters: Some(filters),
         };
         self.call(
-            "config_list",
-            Access::Read,
+            Access::Read("config_list"),
             self.inner.list_configs(Some(options)),
         )
         .await
@@ -143,8 +140,7 @@ impl Docker {
         let network = request.name.clone();
         let created = self
             .call(
-                "network_create",
-                Access::Write,
+                self.write("network_create")?,
                 self.inner.create_network(request),
             )
             .await
@@ -157,12 +153,15 @@ impl Docker {
     /// # Errors
     /// [`DockerError::RemoveNetwork`] when dockerd refuses (still in use) or does not answer.
     pub async fn remove_network(&self, network: &str) -> Result<(), DockerError> {
-        self.remove("network_remove", self.inner.remove_network(network))
-            .await
-            .map_err(|source| DockerError::RemoveNetwork {
-                network: network.to_owned(),
-                source,
-            })
+        self.remove(
+            self.write("network_remove")?,
+            self.inner.remove_network(network),
+        )
+        .await
+        .map_err(|source| DockerError::RemoveNetwork {
+            network: network.to_owned(),
+            source,
+        })
     }
 
     /// Creates a secret (its data base64 in the spec) and returns its ID. Only the name
@@ -173,11 +172,7 @@ impl Docker {
     pub async fn create_secret(&self, spec: SecretSpec) -> Result<String, DockerError> {
         let secret = spec.name.clone().unwrap_or_default();
         let created = self
-            .call(
-                "secret_create",
-                Access::Write,
-                self.inner.create_secret(spec),
-            )
+            .call(self.write("secret_create")?, self.inner.create_secret(spec))
             .await
             .map_err(|source| DockerError::CreateSecret { secret, source })?;
         Ok(created.id)
@@ -188,12 +183,15 @@ impl Docker {
     /// # Errors
     /// [`DockerError::RemoveSecret`] when dockerd refuses (still in use) or does not answer.
     pub async fn remove_secret(&self, secret: &str) -> Result<(), DockerError> {
-        self.remove("secret_remove", self.inner.delete_secret(secret))
-            .await
-            .map_err(|source| DockerError::RemoveSecret {
-                secret: secret.to_owned(),
-                source,
-            })
+        self.remove(
+            self.write("secret_remove")?,
+            self.inner.delete_secret(secret),
+        )
+        .await
+        .map_err(|source| DockerError::RemoveSecret {
+            secret: secret.to_owned(),
+            source,
+        })
     }
 
     /// Creates a config (its data base64 in the spec) and returns its ID.
@@ -203,11 +201,7 @@ impl Docker {
     pub async fn create_config(&self, spec: ConfigSpec) -> Result<String, DockerError> {
         let config = spec.name.clone().unwrap_or_default();
         let created = self
-            .call(
-                "config_create",
-                Access::Write,
-                self.inner.create_config(spec),
-            )
+            .call(self.write("config_create")?, self.inner.create_config(spec))
             .await
             .map_err(|source| DockerError::CreateConfig { config, source })?;
         Ok(created.id)
@@ -218,11 +212,14 @@ impl Docker {
     /// # Errors
     /// [`DockerError::RemoveConfig`] when dockerd refuses (still in use) or does not answer.
     pub async fn remove_config(&self, config: &str) -> Result<(), DockerError> {
-        self.remove("config_remove", self.inner.delete_config(config))
-            .await
-            .map_err(|source| DockerError::RemoveConfig {
-                config: config.to_owned(),
-                source,
-            })
+        self.remove(
+            self.write("config_remove")?,
+            self.inner.delete_config(config),
+        )
+        .await
+        .map_err(|source| DockerError::RemoveConfig {
+            config: config.to_owned(),
+            source,
+        })
     }
 }

@@ -108,8 +108,7 @@ impl Docker {
             status: Some(true),
         };
         self.call(
-            "service_list",
-            Access::Read,
+            Access::Read("service_list"),
             self.inner.list_services(Some(options)),
         )
         .await
@@ -130,8 +129,7 @@ impl Docker {
         };
         let tasks = self
             .call(
-                "task_list",
-                Access::Read,
+                Access::Read("task_list"),
                 self.inner.list_tasks(Some(options)),
             )
             .await
@@ -173,8 +171,7 @@ impl Docker {
     pub async fn inspect_service(&self, service: &str) -> Result<Option<Service>, DockerError> {
         match self
             .call(
-                "service_inspect",
-                Access::Read,
+                Access::Read("service_inspect"),
                 self.inner.inspect_service(service, None),
             )
             .await
@@ -202,8 +199,7 @@ impl Docker {
         let service = service_name(Some(&spec));
         let created = self
             .call(
-                "service_create",
-                Access::Write,
+                self.write("service_create")?,
                 self.inner.create_service(spec, registry_auth.cloned()),
             )
             .await
@@ -254,8 +250,7 @@ impl Docker {
             };
             let sent = self
                 .call(
-                    "service_update",
-                    Access::Write,
+                    self.write("service_update")?,
                     self.inner
                         .update_service(&id, spec, options, registry_auth.cloned()),
                 )
@@ -293,12 +288,15 @@ impl Docker {
     /// # Errors
     /// [`DockerError::RemoveService`] when dockerd refuses or does not answer.
     pub async fn remove_service(&self, service: &str) -> Result<(), DockerError> {
-        self.remove("service_remove", self.inner.delete_service(service))
-            .await
-            .map_err(|source| DockerError::RemoveService {
-                service: service.to_owned(),
-                source,
-            })
+        self.remove(
+            self.write("service_remove")?,
+            self.inner.delete_service(service),
+        )
+        .await
+        .map_err(|source| DockerError::RemoveService {
+            service: service.to_owned(),
+            source,
+        })
     }
 }
 

@@ -19,12 +19,14 @@
 //! - `queue.rs`: the delay queue that deduplicates keys until they are due.
 //! - `backoff.rs`: [`Backoff`], per-key retry delays.
 //! - `controller.rs`: [`Controller`], [`Config`], [`run_once`], the run loop.
+//! - `fence.rs`: [`Fence`], the local lease deadline every write checks.
 //! - `resync.rs`: [`resync`], the periodic trigger.
 //! - `shutdown.rs`: [`Shutdown`], signals and phases.
 
 mod action;
 mod backoff;
 mod controller;
+mod fence;
 mod queue;
 mod resync;
 mod shutdown;
@@ -37,6 +39,7 @@ use std::time::Duration;
 pub use action::Action;
 pub use backoff::Backoff;
 pub use controller::{Config, Controller, run_once};
+pub use fence::{Deposed, Fence};
 pub use resync::resync;
 pub use shutdown::{Phase, Shutdown};
 

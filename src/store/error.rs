@@ -104,6 +104,10 @@ pub enum StoreError {
         #[source]
         source: etcd_client::Error,
     },
+    /// A fenced write was not made: this replica no longer certainly leads
+    /// (its lease deadline passed, or etcd no longer holds its leader key).
+    #[error("not writing {key}: this replica is no longer the leader")]
+    Deposed { key: String },
     #[error("cannot compact etcd at revision {revision}")]
     Compact {
         revision: i64,
@@ -131,7 +135,11 @@ impl StoreError {
             | Self::Campaign { source, .. }
             | Self::Resign { source, .. }
             | Self::Compact { source, .. } => etcd_is_transient(source),
-            Self::ConnectTimeout { .. } | Self::Conflict { .. } | Self::LeaseLost { .. } => true,
+            // A deposed replica campaigns again; a retry after that can succeed.
+            Self::ConnectTimeout { .. }
+            | Self::Conflict { .. }
+            | Self::LeaseLost { .. }
+            | Self::Deposed { .. } => true,
             Self::ReadConfigFile { .. }
             | Self::Config(_)
             | Self::InvalidKey { .. }
@@ -163,6 +171,7 @@ impl StoreError {
             Self::Campaign { .. } => "campaign",
             Self::LeaseLost { .. } => "lease_lost",
             Self::Resign { .. } => "resign",
+            Self::Deposed { .. } => "deposed",
             Self::Compact { .. } => "compact",
             Self::Crypto(_) => "crypto",
         }

@@ -29,8 +29,14 @@ pub const NORMAL: &str = "Normal";
 pub const WARNING: &str = "Warning";
 
 /// One entry of the event log. Never put a secret value in `message`.
+///
+/// The same event repeated (a record that keeps failing the same way) is one
+/// entry whose `count` grows and whose `last_seen` moves, as Kubernetes folds
+/// events, rather than one entry per retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Event {
+    /// When it first happened.
     pub time: Timestamp,
     /// [`NORMAL`] or [`WARNING`], as Kubernetes events have it.
     #[serde(rename = "type")]
@@ -38,6 +44,20 @@ pub struct Event {
     /// A short CamelCase cause, e.g. `ServiceCreated`.
     pub reason: String,
     pub message: String,
+    /// How many times it happened.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u32,
+    /// When it last happened, once it happened more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Timestamp>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(count: &u32) -> bool {
+    *count == 1
 }
 
 impl Event {
@@ -57,7 +77,29 @@ impl Event {
             type_: type_.to_owned(),
             reason,
             message,
+            count: 1,
+            last_seen: None,
         }
+    }
+
+    /// Whether `other` is this event happening again (same type, reason and message).
+    #[must_use]
+    pub fn repeats(&self, other: &Event) -> bool {
+        self.type_ == other.type_ && self.reason == other.reason && self.message == other.message
+    }
+
+    /// This event, seen once more at `at`.
+    #[must_use]
+    pub fn seen_again(mut self, at: Timestamp) -> Self {
+        self.count = self.count.saturating_add(1);
+        self.last_seen = Some(at);
+        self
+    }
+
+    /// When it last happened.
+    #[must_use]
+    pub fn last_time(&self) -> Timestamp {
+        self.last_seen.unwrap_or(self.time)
     }
 }
 
@@ -73,39 +115,58 @@ fn event_id(time: Timestamp) -> String {
 }
 
 impl Store {
-    /// Appends an event to a record's log; it expires after about `event_ttl`.
+    /// Appends an event to a record's log and returns its id; it expires after
+    /// about `event_ttl`.
     ///
     /// # Errors
     /// [`StoreError::Lease`] when no lease can be granted, [`StoreError::Put`]
     /// when etcd fails.
-    pub async fn put_event(&self, kind: &str, name: &str, event: &Event) -> Result<(), StoreError> {
-        let key = self.keys().event(kind, name, &event_id(event.time))?;
+    pub async fn put_event(
+        &self,
+        kind: &str,
+        name: &str,
+        event: &Event,
+    ) -> Result<String, StoreError> {
+        let id = event_id(event.time);
+        self.update_event(kind, name, &id, event).await?;
+        Ok(id)
+    }
+
+    /// Writes the event `id` of a record again (a repeat folded into it), on a
+    /// current lease, so it lives `event_ttl` from its last occurrence.
+    ///
+    /// # Errors
+    /// [`StoreError::Lease`] when no lease can be granted, [`StoreError::Put`]
+    /// when etcd fails.
+    pub async fn update_event(
+        &self,
+        kind: &str,
+        name: &str,
+        id: &str,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        let key = self.keys().event(kind, name, id)?;
         let value = serde_json::to_vec(event).map_err(|source| StoreError::Encode {
             key: key.clone(),
             source,
         })?;
         let lease = self.event_lease(false).await?;
         let put = |lease| {
-            let mut client = self.kv();
-            let (key, value) = (key.clone(), value.clone());
-            async move {
-                client
-                    .put(key, value, Some(PutOptions::new().with_lease(lease)))
-                    .await
-            }
+            self.put_raw(
+                &key,
+                value.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )
         };
         match put(lease).await {
-            Ok(_) => Ok(()),
             // The lease can vanish under us (revoked by hand, or expired while
             // this process was paused): take a fresh one and try once more.
-            Err(err) if err.to_string().contains("lease not found") => {
-                let lease = self.event_lease(true).await?;
-                put(lease)
-                    .await
-                    .map(drop)
-                    .map_err(|source| StoreError::Put { key, source })
+            Err(StoreError::Put { source, .. })
+                if source.to_string().contains("lease not found") =>
+            {
+                put(self.event_lease(true).await?).await
             }
-            Err(source) => Err(StoreError::Put { key, source }),
+            outcome => outcome,
         }
     }
 
@@ -148,7 +209,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::List { prefix, source })?;
         let mut events: Vec<_> = kvs.iter().filter_map(|kv| self.decode_event(kv)).collect();
-        events.sort_by_key(|(_, _, event)| event.time);
+        events.sort_by_key(|(_, _, event)| event.last_time());
         Ok(events)
     }
 
@@ -220,9 +281,32 @@ mod tests {
             type_: WARNING.to_owned(),
             reason: "Failed".into(),
             message: "boom".into(),
+            count: 1,
+            last_seen: None,
         };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["type"], "Warning");
+        assert!(
+            json.get("count").is_none(),
+            "a single event has no count: {json}"
+        );
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn a_repeat_folds_into_a_count_and_a_last_seen_time() {
+        let first = Event::warning("Failed", "boom");
+        let again = Event::warning("Failed", "boom");
+        assert!(first.repeats(&again));
+        assert!(!first.repeats(&Event::warning("Failed", "other")));
+        assert!(!first.repeats(&Event::normal("Failed", "boom")));
+        let later = Timestamp::from_second(2_000_000_000).unwrap();
+        let folded = first.clone().seen_again(later).seen_again(later);
+        assert_eq!(folded.count, 3);
+        assert_eq!(folded.last_time(), later);
+        assert_eq!(folded.time, first.time);
+        let json = serde_json::to_value(&folded).unwrap();
+        assert_eq!(json["count"], 3);
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), folded);
     }
 }

@@ -9,7 +9,8 @@
 //! - [`events`]: the event log, on leases that expire it.
 //! - [`secrets`]: sealed secret values and GitOps source bookkeeping.
 //! - [`watch`]: list-then-watch of desired records that survives compaction and restarts.
-//! - [`leader`]: leader election on `<prefix>/leader`.
+//! - [`leader`]: leader election on `<prefix>/leader`, and the fence of a leader's writes.
+//! - `txn.rs`: the one place writes go through, fenced when the store is.
 //! - [`crypto`]: the operator's secret key.
 
 pub mod crypto;
@@ -19,6 +20,7 @@ mod keys;
 pub mod leader;
 pub mod records;
 pub mod secrets;
+mod txn;
 pub mod watch;
 
 use std::fmt;
@@ -33,7 +35,7 @@ use etcd_client::{
 pub use crypto::{CryptoError, SecretKey};
 pub use error::StoreError;
 pub use events::Event;
-pub use leader::Leadership;
+pub use leader::{Leadership, WriteFence};
 pub use records::{Expect, PutOutcome, RecordPut, StoredRecord, Versioned};
 pub use secrets::SourceRecord;
 pub use watch::WatchEvent;
@@ -106,6 +108,8 @@ impl fmt::Debug for StoreConfig {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Set on a leader's store ([`Store::fenced`]): every write checks it.
+    fence: Option<WriteFence>,
 }
 
 struct Inner {
@@ -123,6 +127,7 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("prefix", &self.inner.keys.prefix())
+            .field("fenced", &self.fence.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +185,7 @@ impl Store {
                 event_ttl: cfg.event_ttl,
                 event_lease: events::LeaseCache::default(),
             }),
+            fence: None,
         })
     }
 

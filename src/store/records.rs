@@ -6,10 +6,11 @@
 
 use std::collections::HashSet;
 
-use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp, TxnOpResponse};
 use serde_json::Value;
 
 use super::keys::Section;
+use super::txn::Write;
 use super::{Store, StoreError};
 
 /// etcd 3.4 refuses transactions with more than 128 operations (`--max-txn-ops`).
@@ -144,8 +145,7 @@ struct Guarded {
 /// so a concurrent writer can make a later chunk fail after earlier chunks
 /// were written. The caller's expectations were all checked against one read
 /// before anything is written, so a conflict here means a concurrent writer.
-async fn run_guarded(store: &Store, ops: Vec<Guarded>, is_delete: bool) -> Result<(), StoreError> {
-    let mut client = store.kv();
+async fn run_guarded(store: &Store, ops: Vec<Guarded>, write: Write) -> Result<(), StoreError> {
     let mut ops = ops.into_iter().peekable();
     while ops.peek().is_some() {
         let chunk: Vec<Guarded> = ops.by_ref().take(MAX_TXN_OPS).collect();
@@ -162,22 +162,9 @@ async fn run_guarded(store: &Store, ops: Vec<Guarded>, is_delete: bool) -> Resul
             .into_iter()
             .map(|g| ((g.key, g.revision), g.op))
             .unzip();
-        let resp = client
-            .txn(Txn::new().when(compares).and_then(writes).or_else(gets))
-            .await
-            .map_err(|source| {
-                if is_delete {
-                    StoreError::Delete {
-                        key: first_key.clone(),
-                        source,
-                    }
-                } else {
-                    StoreError::Put {
-                        key: first_key.clone(),
-                        source,
-                    }
-                }
-            })?;
+        let resp = store
+            .commit(write, &first_key, compares, writes, gets)
+            .await?;
         if !resp.succeeded() {
             let responses = resp.op_responses();
             let changed = keys
@@ -274,7 +261,7 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        run_guarded(self, writes, false).await?;
+        run_guarded(self, writes, Write::Put).await?;
         Ok(outcomes)
     }
 
@@ -309,7 +296,7 @@ impl Store {
             ops.push(Guarded { key, revision, op });
             outcomes.push(true);
         }
-        run_guarded(self, ops, true).await?;
+        run_guarded(self, ops, Write::Delete).await?;
         Ok(outcomes)
     }
 
@@ -327,11 +314,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = self.keys().record(Section::Status, kind, name)?;
         let value = encode(&key, status)?;
-        self.kv()
-            .put(key.as_str(), value, None)
-            .await
-            .map(drop)
-            .map_err(|source| StoreError::Put { key, source })
+        self.put_raw(&key, value, None).await
     }
 
     /// A record's status.
@@ -393,10 +376,6 @@ impl Store {
     }
 
     pub(crate) async fn delete_key(&self, key: String) -> Result<bool, StoreError> {
-        self.kv()
-            .delete(key.as_str(), None::<DeleteOptions>)
-            .await
-            .map(|resp| resp.deleted() > 0)
-            .map_err(|source| StoreError::Delete { key, source })
+        self.delete_raw(&key, None).await.map(|deleted| deleted > 0)
     }
 }

@@ -1,8 +1,10 @@
 //! Sealed secret values the operator must read back, and what each GitOps source last applied.
 
+use etcd_client::{Compare, CompareOp, TxnOp, TxnOpResponse};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::txn::Write;
 use super::{Store, StoreError};
 
 /// What one GitOps source (`apply --source NAME`) last applied; `--prune`
@@ -26,11 +28,34 @@ impl Store {
     /// [`StoreError::Put`] when etcd fails.
     pub async fn put_secret(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
         let key = self.keys().secret(name)?;
-        self.kv()
-            .put(key.as_str(), sealed, None)
-            .await
-            .map(drop)
-            .map_err(|source| StoreError::Put { key, source })
+        self.put_raw(&key, sealed.to_vec(), None).await
+    }
+
+    /// Stores a sealed value only if `name` holds none yet, and returns the
+    /// value that is stored now: `sealed`, or what another writer stored first.
+    /// Two replicas that each generate a value can thus never deliver two.
+    ///
+    /// # Errors
+    /// [`StoreError::Put`] when etcd fails, [`StoreError::Deposed`] on a
+    /// fenced store that no longer leads.
+    pub async fn create_secret(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let key = self.keys().secret(name)?;
+        let absent = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
+        let put = TxnOp::put(key.as_str(), sealed.to_vec(), None);
+        let read = TxnOp::get(key.as_str(), None);
+        let resp = self
+            .commit(Write::Put, &key, vec![absent], vec![put], vec![read])
+            .await?;
+        if resp.succeeded() {
+            return Ok(sealed.to_vec());
+        }
+        match resp.op_responses().first() {
+            Some(TxnOpResponse::Get(get)) if !get.kvs().is_empty() => {
+                Ok(get.kvs()[0].value().to_vec())
+            }
+            // Deleted between the compare and the read: the caller's next pass tries again.
+            _ => Err(StoreError::Conflict { key }),
+        }
     }
 
     /// The sealed value stored under `name`.
@@ -62,14 +87,8 @@ impl Store {
     /// [`StoreError::Delete`] when etcd fails.
     pub async fn delete_secrets_with_prefix(&self, name_prefix: &str) -> Result<i64, StoreError> {
         let key = self.keys().secret(name_prefix)?;
-        self.kv()
-            .delete(
-                key.as_str(),
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            )
+        self.delete_raw(&key, Some(etcd_client::DeleteOptions::new().with_prefix()))
             .await
-            .map(|resp| resp.deleted())
-            .map_err(|source| StoreError::Delete { key, source })
     }
 
     /// Records what a source applied.
@@ -86,11 +105,7 @@ impl Store {
             key: key.clone(),
             source,
         })?;
-        self.kv()
-            .put(key.as_str(), value, None)
-            .await
-            .map(drop)
-            .map_err(|source| StoreError::Put { key, source })
+        self.put_raw(&key, value, None).await
     }
 
     /// What a source last applied, if it ever applied.

@@ -19,12 +19,12 @@ pub async fn controllers(store: &Store) -> Arc<Controllers> {
         .expect("dockerd must answer: run hack/setup.sh")
         .scoped(store.prefix());
     Arc::new(Controllers {
-        ctx: Context {
-            store: store.clone(),
+        ctx: Context::new(
+            store.clone(),
             docker,
-            secret_key: Some(SecretKey::generate()),
-            resync: Duration::from_secs(300),
-        },
+            Some(SecretKey::generate()),
+            Duration::from_secs(300),
+        ),
         metrics: None,
     })
 }

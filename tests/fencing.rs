@@ -464,3 +464,63 @@ async fn run_once_waits_out_a_dead_leaders_lease_and_force_skips_the_election() 
         String::from_utf8_lossy(&forced.stderr)
     );
 }
+
+/// The `swarmkeeper_leader` gauge of a replica, once its `/metrics` answers.
+fn leader_gauge(addr: &str) -> Option<i64> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).ok()?;
+    answer
+        .lines()
+        .find(|l| l.starts_with("swarmkeeper_leader "))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_etcd_restarts_the_leader_leads_again_without_waiting_out_its_old_lease() {
+    require_swarm_manager();
+    let mut etcd = Etcd::start();
+    let store = Store::connect(etcd.config("etcd-restart"))
+        .await
+        .expect("connect");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let run = Command::new(env!("CARGO_BIN_EXE_swarmkeeper"))
+        .args(["--etcd-endpoints", &etcd.endpoint()])
+        .args(["--prefix", store.prefix()])
+        .args(["run", "--http-addr", &addr, "--resync", "1h"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run starts");
+    let _guard = Guard {
+        stack: String::new(),
+        children: vec![run],
+    };
+    eventually("the replica leads", || leader_gauge(&addr) == Some(1)).await;
+    etcd.stop();
+    eventually("the replica notices etcd is gone", || {
+        leader_gauge(&addr) == Some(0)
+    })
+    .await;
+    etcd.resume();
+    let resumed = Instant::now();
+    eventually("the replica leads again", || leader_gauge(&addr) == Some(1)).await;
+    // etcd restores the old lease with its whole TTL (15 s) on restart: a
+    // replica that waited for it to expire could not lead again before that.
+    assert!(
+        resumed.elapsed() < Duration::from_secs(12),
+        "leading again took {:?}: the old candidacy was waited out",
+        resumed.elapsed()
+    );
+}

@@ -177,6 +177,7 @@ impl Store {
     pub async fn campaign(&self, identity: &str, ttl: Duration) -> Result<Leadership, StoreError> {
         let election = self.keys().leader();
         let mut client = self.inner.streams.clone();
+        self.withdraw(identity).await;
         let ttl_secs = ttl.as_secs().max(1);
         let ttl = Duration::from_secs(ttl_secs);
         let sent = tokio::time::Instant::now();
@@ -253,6 +254,34 @@ impl Store {
             .kvs()
             .first()
             .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+    }
+
+    /// Revokes the leases of `identity`'s own earlier candidacies, so the new
+    /// one does not queue behind them. After etcd restarts, a lease whose
+    /// keep-alive stream broke is still there, with its TTL started anew, and
+    /// a resign tried while etcd was down did not reach it. Best effort: a
+    /// candidacy left behind expires with its lease.
+    async fn withdraw(&self, identity: &str) {
+        let election = format!("{}/", self.keys().leader());
+        let Ok(resp) = self
+            .kv()
+            .get(election.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+        else {
+            return;
+        };
+        for kv in resp
+            .kvs()
+            .iter()
+            .filter(|kv| kv.value() == identity.as_bytes())
+        {
+            tracing::info!(
+                identity,
+                lease = kv.lease(),
+                "withdrawing an earlier candidacy"
+            );
+            let _ = self.kv().lease_revoke(kv.lease()).await;
+        }
     }
 
     /// The same store, with every write fenced by `fence`: refused locally

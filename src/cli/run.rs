@@ -115,8 +115,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         });
         let config = runtime::Config {
             concurrency: opts.concurrency,
-            queue_depth: Some(metrics.queue_depth.clone()),
-            ..runtime::Config::default()
+            ..metrics.runtime_config()
         };
         let ctx_keys = controllers.clone();
         Controller::new(controllers.clone(), config)

@@ -56,6 +56,7 @@ pub struct Metrics {
     pub reconcile_total: Family<ReconcileLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<KindLabel, Histogram, fn() -> Histogram>,
+    /// Set from the drift cache on every change, by [`crate::controllers::DriftCache`].
     pub drift_objects: Family<KindLabel, Gauge>,
     pub workqueue_depth: Gauge,
     pub workqueue_adds: Counter,
@@ -160,17 +161,6 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .observe(seconds);
-    }
-
-    /// Publishes a drift report's counts.
-    pub fn drift(&self, report: &crate::plan::drift::DriftReport) {
-        for (kind, n) in report.objects_by_kind() {
-            self.drift_objects
-                .get_or_create(&KindLabel {
-                    kind: kind.to_string(),
-                })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
     }
 
     /// The OpenMetrics text exposition.

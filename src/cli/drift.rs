@@ -70,6 +70,7 @@ pub async fn drift(
             .scoped(&global.prefix),
         secret_key: global.secret_key()?,
         resync: std::time::Duration::from_secs(300),
+        drift: controllers::DriftCache::default(),
     };
     let drift = report(&ctx, kind, name).await.map_err(Failure::error)?;
     let text = match output {

@@ -3,7 +3,6 @@
 //! SIGTERM/SIGINT (or, with `--once`, converges every record once and exits).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -11,7 +10,7 @@ use futures::{Stream, StreamExt, stream};
 
 use crate::api::Kind;
 use crate::controllers::status::{Phase, Status};
-use crate::controllers::{self, Context, Controllers, RecordKey};
+use crate::controllers::{self, Context, Controllers, DriftCache, RecordKey};
 use crate::docker::{Docker, DockerError, DockerEvent, EventType};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -49,6 +48,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
             docker,
             secret_key: global.secret_key()?,
             resync: opts.resync,
+            drift: DriftCache::with_gauge(metrics.drift_objects.clone()),
         },
         metrics: Some(metrics.clone()),
     });
@@ -56,11 +56,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         return once(&controllers, opts.concurrency).await;
     }
     let shutdown = Shutdown::on_signals().map_err(Failure::error)?;
-    let state = Arc::new(AppState {
-        controllers: controllers.clone(),
-        metrics: metrics.clone(),
-        ready: false.into(),
-    });
+    let state = Arc::new(AppState::new(controllers.clone(), metrics.clone()));
     let listener = tokio::net::TcpListener::bind(&opts.http_addr)
         .await
         .map_err(|e| Failure::Error(format!("listening on {}: {e}", opts.http_addr)))?;
@@ -79,10 +75,6 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         std::env::var("HOSTNAME").unwrap_or_else(|_| "swarmkeeper".into()),
         std::process::id()
     );
-    let ready = |leading: bool| {
-        state.ready.store(leading, Ordering::Relaxed);
-        metrics.leader.set(i64::from(leading));
-    };
     while shutdown.phase() == runtime::Phase::Running {
         let leadership = tokio::select! {
             won = controllers.ctx.store.campaign(&identity, LEASE_TTL) => won,
@@ -97,7 +89,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
             }
         };
         tracing::info!(identity, "leading");
-        ready(true);
+        state.set_leading(true);
         let leading = Shutdown::new();
         let stop = leading.clone();
         let outer = shutdown.clone();
@@ -128,7 +120,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
             .run(leading)
             .await;
         watcher.abort();
-        ready(false);
+        state.set_leading(false);
         if shutdown.phase() != runtime::Phase::Running {
             if let Err(err) = leadership.resign().await {
                 tracing::warn!(%err, "could not resign leadership");

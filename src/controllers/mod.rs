@@ -4,6 +4,7 @@
 //! writes what came of it (status, events). Reconcilers never branch on why
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
+pub mod drift_cache;
 pub mod network;
 pub mod node;
 pub mod secret;
@@ -19,6 +20,7 @@ use crate::docker::{Docker, DockerError};
 use crate::runtime::{Action, Reconciler};
 use crate::store::crypto::SecretKey;
 use crate::store::{Event, Store, StoreError};
+pub use drift_cache::DriftCache;
 use status::{Phase, Status};
 
 /// The unit of work: one record, `Kind/name`.
@@ -74,6 +76,8 @@ pub struct Context {
     pub secret_key: Option<SecretKey>,
     /// How long a converged record waits before it is looked at again when no event comes.
     pub resync: Duration,
+    /// What each record's last reconcile left different from its desired state.
+    pub drift: DriftCache,
 }
 
 impl Context {
@@ -119,6 +123,7 @@ impl Context {
         message: String,
     ) -> Result<Action, Error> {
         self.event(key, true, "Failed", message.clone()).await;
+        self.drift.set_error(key, Vec::new(), &message);
         let status = Status::new(Phase::Failed, generation).with_message(message);
         self.write_status(key, &status).await?;
         Ok(Action::await_change())
@@ -144,6 +149,7 @@ impl Context {
     /// Ends the pass over a deleted record: its status (the memory of what it
     /// owned) goes once nothing is left; until then it is looked at again soon.
     async fn forget(&self, key: &RecordKey, lingering: bool) -> Result<Action, Error> {
+        self.drift.forget(key);
         if lingering {
             return Ok(Action::requeue(Duration::from_secs(5)));
         }

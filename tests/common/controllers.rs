@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarmkeeper::controllers::status::Status;
-use swarmkeeper::controllers::{Context, Controllers, RecordKey};
+use swarmkeeper::controllers::{Context, Controllers, DriftCache, RecordKey};
 use swarmkeeper::docker::Docker;
 use swarmkeeper::runtime::run_once;
 use swarmkeeper::store::{SecretKey, Store};
@@ -24,6 +24,7 @@ pub async fn controllers(store: &Store) -> Arc<Controllers> {
             docker,
             secret_key: Some(SecretKey::generate()),
             resync: Duration::from_secs(300),
+            drift: DriftCache::default(),
         },
         metrics: None,
     })

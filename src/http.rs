@@ -3,12 +3,13 @@
 //! | path | what | on a standby |
 //! |---|---|---|
 //! | `/healthz` | the process answers | 200 |
-//! | `/readyz` | this replica leads | 503 |
+//! | `/readyz` | etcd and dockerd answer, each within [`READY_TIMEOUT`] | the same check |
 //! | `/metrics` | Prometheus metrics; leadership is `swarmkeeper_leader` | its own |
 //! | `/drift` | each record's drift after its last reconcile, as `drift -o json` | 503: only the leader reconciles |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -18,6 +19,9 @@ use axum::routing::get;
 
 use crate::controllers::Controllers;
 use crate::metrics::Metrics;
+
+/// How long `/readyz` waits for etcd and for dockerd (at once) before it calls one down.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the endpoints read.
 pub struct AppState {
@@ -58,12 +62,42 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    if state.leading.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+/// 200 when etcd and dockerd both answer; 503 naming each that did not.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let ctx = &state.controllers.ctx;
+    let (etcd, docker) = tokio::join!(probe(ctx.store.ping()), probe(ctx.docker.ping()));
+    let failed: Vec<String> = [("etcd", etcd), ("dockerd", docker)]
+        .into_iter()
+        .filter_map(|(what, answer)| answer.err().map(|why| format!("{what}: {why}\n")))
+        .collect();
+    if failed.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (StatusCode::SERVICE_UNAVAILABLE, failed.concat()).into_response()
     }
+}
+
+/// Runs one readiness check, bounded by [`READY_TIMEOUT`]; the error with its causes.
+async fn probe<E: std::error::Error>(
+    check: impl Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(causes(&err)),
+        Err(_) => Err(format!("no answer within {READY_TIMEOUT:?}")),
+    }
+}
+
+/// An error and its sources, joined: the top message alone rarely says why.
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -92,4 +126,26 @@ async fn drift(State(state): State<Arc<AppState>>) -> Response {
         crate::report::drift::json(&report),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn causes_name_every_source() {
+        let err = Outer(std::io::Error::other("connection refused"));
+        assert_eq!(causes(&err), "outer: connection refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_hangs_fails_after_the_timeout() {
+        let hang = std::future::pending::<Result<(), std::io::Error>>();
+        let answer = probe(hang).await;
+        assert_eq!(answer, Err(format!("no answer within {READY_TIMEOUT:?}")));
+    }
 }

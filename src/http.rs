@@ -6,6 +6,13 @@
 //! | `/readyz` | etcd and dockerd answer, each within [`READY_TIMEOUT`] | the same check |
 //! | `/metrics` | Prometheus metrics; leadership is `swarmkeeper_leader` | its own |
 //! | `/drift` | each record's drift after its last reconcile, as `drift -o json` | 503: only the leader reconciles |
+//! | `/events` | the last events (`?record=Kind/name`, `?limit=N`) | read from etcd |
+//!
+//! `/drift` and `/events` show object names and environment values: with a
+//! token configured they need `Authorization: Bearer <token>` ([`auth`]).
+
+pub mod auth;
+mod events;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +21,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::controllers::Controllers;
 use crate::metrics::Metrics;
+pub use auth::BearerToken;
 
 /// How long `/readyz` waits for etcd and for dockerd (at once) before it calls one down.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +36,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AppState {
     pub controllers: Arc<Controllers>,
     pub metrics: Arc<Metrics>,
+    /// When set, `/drift` and `/events` need it as a bearer token.
+    pub token: Option<BearerToken>,
     /// Whether this replica leads, and so whether its drift cache is filled.
     leading: AtomicBool,
 }
@@ -34,10 +45,15 @@ pub struct AppState {
 impl AppState {
     /// The state of a replica that does not lead (yet).
     #[must_use]
-    pub fn new(controllers: Arc<Controllers>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        controllers: Arc<Controllers>,
+        metrics: Arc<Metrics>,
+        token: Option<BearerToken>,
+    ) -> Self {
         Self {
             controllers,
             metrics,
+            token,
             leading: AtomicBool::new(false),
         }
     }
@@ -54,11 +70,18 @@ impl AppState {
 
 /// The router serving every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
+    let guarded = Router::new()
+        .route("/drift", get(drift))
+        .route("/events", get(events::events))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/drift", get(drift))
+        .merge(guarded)
         .with_state(state)
 }
 

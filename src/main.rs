@@ -125,7 +125,7 @@ enum Command {
     },
     /// Run the controller.
     Run {
-        /// Address of /healthz, /readyz, /metrics and /drift.
+        /// Address of /healthz, /readyz, /metrics, /drift and /events.
         #[arg(long, env = "SWARMKEEPER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
         http_addr: String,
         /// Interval of the full resync.
@@ -137,6 +137,9 @@ enum Command {
         /// Converge every record once and exit.
         #[arg(long)]
         once: bool,
+        /// File holding a token: /drift and /events then need `Authorization: Bearer <token>`.
+        #[arg(long, env = "SWARMKEEPER_HTTP_TOKEN_FILE")]
+        http_token_file: Option<PathBuf>,
     },
     /// Write the JSON Schema of every kind.
     Schema {
@@ -277,12 +280,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             resync,
             concurrency,
             once,
+            http_token_file,
         } => {
             let opts = cli::run::RunOpts {
                 http_addr,
                 resync,
                 concurrency,
                 once,
+                http_token_file,
             };
             cli::run::run(&global, &opts).await
         }

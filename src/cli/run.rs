@@ -2,6 +2,7 @@
 //! triggered by the etcd watch, Docker events and a periodic resync, until
 //! SIGTERM/SIGINT (or, with `--once`, converges every record once and exits).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::api::Kind;
 use crate::controllers::status::{Phase, Status};
 use crate::controllers::{self, Context, Controllers, DriftCache, RecordKey};
 use crate::docker::{Docker, DockerError, DockerEvent, EventType};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, BearerToken};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Controller, Shutdown, resync};
 use crate::store::{Store, WatchEvent};
@@ -26,6 +27,8 @@ pub struct RunOpts {
     pub resync: Duration,
     pub concurrency: usize,
     pub once: bool,
+    /// A file holding the bearer token `/drift` and `/events` ask for.
+    pub http_token_file: Option<PathBuf>,
 }
 
 /// How long the leader's lease lives without a keep-alive.
@@ -36,6 +39,12 @@ const LEASE_TTL: Duration = Duration::from_secs(15);
 /// # Errors
 /// When etcd or dockerd cannot be reached at start, or the HTTP address is taken.
 pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
+    let token = opts
+        .http_token_file
+        .as_deref()
+        .map(BearerToken::from_file)
+        .transpose()
+        .map_err(|e| Failure::Invalid(format!("error: --http-token-file: {e}")))?;
     let store = global.store().await?;
     let docker = Docker::connect()
         .await
@@ -56,7 +65,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         return once(&controllers, opts.concurrency).await;
     }
     let shutdown = Shutdown::on_signals().map_err(Failure::error)?;
-    let state = Arc::new(AppState::new(controllers.clone(), metrics.clone()));
+    let state = Arc::new(AppState::new(controllers.clone(), metrics.clone(), token));
     let listener = tokio::net::TcpListener::bind(&opts.http_addr)
         .await
         .map_err(|e| Failure::Error(format!("listening on {}: {e}", opts.http_addr)))?;

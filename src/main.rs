@@ -125,7 +125,7 @@ enum Command {
     },
     /// Run the controller.
     Run {
-        /// Address of /healthz, /readyz, /metrics and /drift.
+        /// Address of /healthz, /readyz, /metrics, /drift and /events.
         #[arg(long, env = "SWARMKEEPER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
         http_addr: String,
         /// Interval of the full resync.
@@ -142,6 +142,9 @@ enum Command {
         /// With --once: converge even while another replica leads (two writers).
         #[arg(long, requires = "once")]
         force: bool,
+        /// File holding a token: /drift and /events then need `Authorization: Bearer <token>`.
+        #[arg(long, env = "SWARMKEEPER_HTTP_TOKEN_FILE")]
+        http_token_file: Option<PathBuf>,
     },
     /// Write the JSON Schema of every kind.
     Schema {
@@ -283,6 +286,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             concurrency,
             once,
             force,
+            http_token_file,
         } => {
             let opts = cli::run::RunOpts {
                 http_addr,
@@ -290,6 +294,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 concurrency,
                 once,
                 force,
+                http_token_file,
             };
             cli::run::run(&global, &opts).await
         }

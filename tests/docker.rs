@@ -240,10 +240,9 @@ async fn service_create_list_update_remove_counts_each_write_once() {
     docker.remove_service(&id).await.unwrap();
     assert_eq!(docker.writes(), 5);
 
-    let mut registry = prometheus_client::registry::Registry::default();
-    docker.register(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    // What `/metrics` serves: the controller's registry, which applies the prefix once.
+    let text = swarmkeeper::metrics::Metrics::new(docker).encode();
+    assert!(!text.contains("swarmkeeper_swarmkeeper_"), "{text}");
     assert!(
         text.contains(
             r#"swarmkeeper_docker_requests_total{op="service_remove",result="not_found"} 1"#

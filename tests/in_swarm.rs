@@ -143,9 +143,9 @@ fn etcd_healthy(port: u16) -> bool {
         .is_some_and(|answer| answer.contains(r#""health":"true""#))
 }
 
-/// The status line of each running replica's answer to `GET path` on its HTTP port, which
-/// the manifest does not publish: the host reaches a task through the address dockerd gives
-/// it on `docker_gwbridge`, the bridge of containers on overlay networks.
+/// Each running replica's whole answer to `GET path` on its HTTP port, which the manifest
+/// does not publish: the host reaches a task through the address dockerd gives it on
+/// `docker_gwbridge`, the bridge of containers on overlay networks.
 fn replica_answers(service: &str, path: &str) -> Vec<String> {
     let ids = docker_ok(&[
         "ps",
@@ -171,10 +171,21 @@ fn replica_answers(service: &str, path: &str) -> Vec<String> {
                 .and_then(|ip| ip.parse().ok())
                 .unwrap_or_else(|| panic!("container {id} has no docker_gwbridge address"));
             http_get(SocketAddr::from((ip, 8080)), path)
-                .and_then(|answer| answer.lines().next().map(str::to_owned))
                 .unwrap_or_else(|| format!("no answer from {ip}:8080"))
         })
         .collect()
+}
+
+/// The status line of an HTTP answer.
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or_default()
+}
+
+/// The value of the `swarmkeeper_leader` gauge in a `/metrics` answer.
+fn leader_gauge(answer: &str) -> Option<&str> {
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("swarmkeeper_leader "))
 }
 
 /// Creates the swarm secret `name` holding 32 random bytes, as the operator does with
@@ -313,14 +324,24 @@ fn the_manifest_runs_a_leader_that_converges_records_applied_from_the_host() {
         leading, 1,
         "exactly one replica should lead; the logs:\n{logs}"
     );
-    // Both alive, only the leader ready.
-    let mut ready = replica_answers(&controller, "/readyz");
-    ready.sort();
+    // Both alive and ready (etcd and dockerd answer both); leadership is a metric.
+    let ready = replica_answers(&controller, "/readyz");
     assert!(
-        matches!(&ready[..], [a, b] if a.contains(" 200 ") && b.contains(" 503 ")),
-        "/readyz should answer 200 on the leader and 503 on the standby, got {ready:?}"
+        ready.len() == 2 && ready.iter().all(|a| status_line(a).contains(" 200 ")),
+        "/readyz should answer 200 on the leader and on the standby, got {ready:?}"
     );
     for health in replica_answers(&controller, "/healthz") {
-        assert!(health.contains(" 200 "), "/healthz answered {health}");
+        assert!(
+            status_line(&health).contains(" 200 "),
+            "/healthz answered {health}"
+        );
     }
+    let metrics = replica_answers(&controller, "/metrics");
+    let mut leaders: Vec<Option<&str>> = metrics.iter().map(|a| leader_gauge(a)).collect();
+    leaders.sort_unstable();
+    assert_eq!(
+        leaders,
+        [Some("0"), Some("1")],
+        "swarmkeeper_leader should be 1 on exactly one replica; /metrics answered {metrics:?}"
+    );
 }

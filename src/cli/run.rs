@@ -2,8 +2,8 @@
 //! triggered by the etcd watch, Docker events and a periodic resync, until
 //! SIGTERM/SIGINT (or, with `--once`, converges every record once and exits).
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -11,9 +11,9 @@ use futures::{Stream, StreamExt, stream};
 
 use crate::api::Kind;
 use crate::controllers::status::{Phase, Status};
-use crate::controllers::{self, Context, Controllers, RecordKey};
+use crate::controllers::{self, Context, Controllers, DriftCache, RecordKey};
 use crate::docker::{Docker, DockerError, DockerEvent, EventType};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, BearerToken};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Controller, Shutdown, resync};
 use crate::store::{Leadership, Store, WatchEvent};
@@ -29,6 +29,8 @@ pub struct RunOpts {
     pub once: bool,
     /// With `once`: skip the election, even while another replica leads.
     pub force: bool,
+    /// A file holding the bearer token `/drift` and `/events` ask for.
+    pub http_token_file: Option<PathBuf>,
 }
 
 /// How long the leader's lease lives without a keep-alive.
@@ -42,13 +44,20 @@ const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
 /// When etcd or dockerd cannot be reached at start, or the HTTP address is
 /// taken; with `--once`, when another replica leads.
 pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
+    let token = opts
+        .http_token_file
+        .as_deref()
+        .map(BearerToken::from_file)
+        .transpose()
+        .map_err(|e| Failure::Invalid(format!("error: --http-token-file: {e}")))?;
     let store = global.store().await?;
     let docker = Docker::connect()
         .await
         .map_err(Failure::error)?
         .scoped(&global.prefix);
     let metrics = Arc::new(Metrics::new(&docker));
-    let ctx = Context::new(store, docker, global.secret_key()?, opts.resync);
+    let ctx = Context::new(store, docker, global.secret_key()?, opts.resync)
+        .with_drift(DriftCache::with_gauge(metrics.drift_objects.clone()));
     let identity = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "swarmkeeper".into()),
@@ -63,11 +72,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         ctx: ctx.clone(),
         metrics: Some(metrics.clone()),
     });
-    let state = Arc::new(AppState {
-        controllers: readers,
-        metrics: metrics.clone(),
-        ready: false.into(),
-    });
+    let state = Arc::new(AppState::new(readers, metrics.clone(), token));
     let listener = tokio::net::TcpListener::bind(&opts.http_addr)
         .await
         .map_err(|e| Failure::Error(format!("listening on {}: {e}", opts.http_addr)))?;
@@ -81,10 +86,6 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
             tracing::error!(%err, "http server failed");
         }
     });
-    let ready = |leading: bool| {
-        state.ready.store(leading, Ordering::Relaxed);
-        metrics.leader.set(i64::from(leading));
-    };
     while shutdown.phase() == runtime::Phase::Running {
         let leadership = tokio::select! {
             won = ctx.store.campaign(&identity, LEASE_TTL) => won,
@@ -99,13 +100,13 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
             }
         };
         tracing::info!(identity, "leading");
-        ready(true);
+        state.set_leading(true);
         let controllers = Arc::new(Controllers {
             ctx: ctx.fenced(&leadership.fence()),
             metrics: Some(metrics.clone()),
         });
         lead(&controllers, &leadership, &shutdown, opts, &metrics).await;
-        ready(false);
+        state.set_leading(false);
         // Also after a loss: the old candidacy may still be in etcd (after an
         // etcd restart it is), and the next campaign would wait out its TTL.
         match tokio::time::timeout(RESIGN_TIMEOUT, leadership.resign()).await {
@@ -146,8 +147,7 @@ async fn lead(
     });
     let config = runtime::Config {
         concurrency: opts.concurrency,
-        queue_depth: Some(metrics.queue_depth.clone()),
-        ..runtime::Config::default()
+        ..metrics.runtime_config()
     };
     let ctx_keys = controllers.clone();
     Controller::new(controllers.clone(), config)

@@ -4,6 +4,7 @@
 //! writes what came of it (status, events). Reconcilers never branch on why
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
+pub mod drift_cache;
 pub mod network;
 pub mod node;
 pub mod secret;
@@ -20,6 +21,7 @@ use crate::docker::{Docker, DockerError};
 use crate::runtime::{Action, Reconciler};
 use crate::store::crypto::SecretKey;
 use crate::store::{Event, Store, StoreError, WriteFence};
+pub use drift_cache::DriftCache;
 use status::{Phase, Status};
 
 /// The unit of work: one record, `Kind/name`.
@@ -104,6 +106,8 @@ pub struct Context {
     pub resync: Duration,
     /// The last event of each record, to fold repeats into it.
     last_events: Arc<Mutex<HashMap<RecordKey, (String, Event)>>>,
+    /// What each record's last reconcile left different from its desired state.
+    pub drift: Arc<DriftCache>,
 }
 
 impl Context {
@@ -120,7 +124,16 @@ impl Context {
             secret_key,
             resync,
             last_events: Arc::default(),
+            drift: Arc::default(),
         }
+    }
+
+    /// The same context, keeping its records' drift in `drift` (one with the
+    /// gauge, shared with the HTTP endpoints).
+    #[must_use]
+    pub fn with_drift(mut self, drift: DriftCache) -> Self {
+        self.drift = Arc::new(drift);
+        self
     }
 
     /// The same context for a leader: every write to etcd and dockerd is
@@ -211,6 +224,7 @@ impl Context {
         message: String,
     ) -> Result<Action, Error> {
         self.event(key, true, "Failed", message.clone()).await;
+        self.drift.set_error(key, Vec::new(), &message);
         let status = Status::new(Phase::Failed, generation).with_message(message);
         self.write_status(key, &status).await?;
         Ok(Action::await_change())
@@ -236,6 +250,7 @@ impl Context {
     /// Ends the pass over a deleted record: its status (the memory of what it
     /// owned) goes once nothing is left; until then it is looked at again soon.
     async fn forget(&self, key: &RecordKey, lingering: bool) -> Result<Action, Error> {
+        self.drift.forget(key);
         if lingering {
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
@@ -318,7 +333,9 @@ impl Context {
         let (phase, reason, message) = if err.is_transient() {
             (None, "Error", format!("retrying after error: {err}"))
         } else {
-            (Some(Phase::Failed), "Failed", err.to_string())
+            let message = err.to_string();
+            self.drift.set_error(key, Vec::new(), &message);
+            (Some(Phase::Failed), "Failed", message)
         };
         self.event(key, true, reason, message.clone()).await;
         let generation = match self.store.get_record(key.kind.as_str(), &key.name).await {

@@ -207,6 +207,8 @@ pub async fn reconcile(
             }];
         }
     }
+    // Swarm networks are immutable: what differs stays until the network is recreated.
+    ctx.drift.set(key, status.drift.clone());
     ctx.write_status(key, &status).await?;
     Ok(Action::requeue(ctx.resync))
 }

@@ -120,12 +120,15 @@ pub async fn reconcile(
         Err(msg) => return ctx.fail(key, generation, msg).await,
     };
     let Some(node) = node else {
+        ctx.drift.set(key, vec![missing(&key.name)]);
         let status = Status::new(Phase::Pending, generation)
             .with_message(format!("no node named {:?} in the swarm", key.name));
         ctx.write_status(key, &status).await?;
         return Ok(Action::requeue(std::time::Duration::from_secs(60)));
     };
     update(ctx, key, node, &want, &previous).await?;
+    // The update sent everything that differed.
+    ctx.drift.set(key, Vec::new());
     let status = Status {
         owned: want
             .labels
@@ -164,6 +167,16 @@ async fn update(
     Ok(())
 }
 
+/// A node the record names that is not in the swarm.
+fn missing(name: &str) -> ObjectDrift {
+    ObjectDrift {
+        object: "node".into(),
+        name: name.into(),
+        state: ObjectState::Missing,
+        fields: Vec::new(),
+    }
+}
+
 /// The drift of one Node record.
 ///
 /// # Errors
@@ -192,12 +205,7 @@ pub async fn drift(
     let previous = previous_labels(ctx.store.get_status("Node", name).await?);
     let nodes = ctx.docker.list_nodes().await?;
     match find(&nodes, name) {
-        None => report.objects.push(ObjectDrift {
-            object: "node".into(),
-            name: name.into(),
-            state: ObjectState::Missing,
-            fields: Vec::new(),
-        }),
+        None => report.objects.push(missing(name)),
         Some(node) => {
             let fields = compare(&node.spec.clone().unwrap_or_default(), &want, &previous);
             if !fields.is_empty() {

@@ -21,6 +21,7 @@ use super::{Context, Error, RecordKey};
 use crate::api::Spec;
 use crate::api::secret::{Generate, SecretSpec};
 use crate::docker::labels::{Owner, SPEC_HASH};
+use crate::plan::drift::{ObjectDrift, ObjectState};
 use crate::plan::stack::versioned_name;
 use crate::runtime::Action;
 use crate::store::Versioned;
@@ -107,7 +108,7 @@ pub async fn reconcile(
     let owner = Owner::new("Secret", &key.name);
     let live = ctx.docker.list_secrets(Some(&owner)).await?;
     let Some(stored) = stored else {
-        let lingering = remove_versions(ctx, key, &live, None).await?;
+        let lingering = !remove_versions(ctx, key, &live, None).await?.is_empty();
         if !lingering {
             // The values go with the record: none is left for a later record of that name.
             ctx.store.delete_secret(&key.name).await?;
@@ -173,7 +174,9 @@ pub async fn reconcile(
         name: versioned.clone(),
         id,
     });
-    let lingering = remove_versions(ctx, key, &live, Some(&versioned)).await?;
+    let left = remove_versions(ctx, key, &live, Some(&versioned)).await?;
+    let lingering = !left.is_empty();
+    ctx.drift.set(key, left);
     let mut status = Status {
         owned,
         ..Status::new(Phase::Ready, generation)
@@ -190,14 +193,15 @@ pub async fn reconcile(
     }))
 }
 
-/// Removes every version but `keep`; returns whether some are still in use.
+/// Removes every version but `keep`; returns those still in use, which stay
+/// as orphans until the services using them move on.
 async fn remove_versions(
     ctx: &Context,
     key: &RecordKey,
     live: &[Secret],
     keep: Option<&str>,
-) -> Result<bool, Error> {
-    let mut lingering = false;
+) -> Result<Vec<ObjectDrift>, Error> {
+    let mut lingering = Vec::new();
     for s in live.iter().filter(|s| Some(secret_name(s)) != keep) {
         match ctx
             .docker
@@ -208,7 +212,12 @@ async fn remove_versions(
                 let msg = format!("removed secret version {}", secret_name(s));
                 ctx.event(key, false, "Removed", msg).await;
             }
-            Err(err) if err.is_in_use() || err.is_transient() => lingering = true,
+            Err(err) if err.is_in_use() || err.is_transient() => lingering.push(ObjectDrift {
+                object: "secret".into(),
+                name: secret_name(s).to_owned(),
+                state: ObjectState::Orphan,
+                fields: Vec::new(),
+            }),
             Err(err) => return Err(err.into()),
         }
     }

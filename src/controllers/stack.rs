@@ -580,6 +580,9 @@ pub async fn reconcile(
             .get_status(key.kind.as_str(), &key.name)
             .await?
             .and_then(|v| serde_json::from_value::<Status>(v.value).ok());
+        known_ids(&desired, &live, &mut ids);
+        ctx.drift
+            .set_error(key, drift_of(&desired, &live, &ids), &message);
         if previous.is_none_or(|p| p.message != message || p.observed_revision != generation) {
             ctx.event(key, true, "Waiting", message).await;
         }
@@ -590,25 +593,29 @@ pub async fn reconcile(
     let drift = drift_of(&desired, &live, &ids);
     let applied = applied(ctx, key, generation).await?;
     let report_only = !self_heal && applied;
-    let status = if report_only {
+    // What still differs once this pass is done, for `/drift`.
+    let (status, remaining) = if report_only {
         let mut status = status_of(ctx, &desired, &live, generation, drift).await?;
         if !status.drift.is_empty() {
             status.phase = Phase::Degraded;
             status.message = "drift found; self-heal is off for this record".into();
         }
-        status
+        let remaining = status.drift.clone();
+        (status, remaining)
     } else {
         converge(ctx, key, &desired, &live, &mut ids, applied).await?;
         let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
         let after = Live::observe(ctx, &owner).await?;
+        let remaining = drift_of(&desired, &after, &ids);
         let mut status = status_of(ctx, &desired, &after, generation, drift).await?;
         if lingering && status.phase == Phase::Ready {
             // Not converged while objects the file dropped are still there.
             status.phase = Phase::Progressing;
             status.message = "waiting to remove objects still in use".into();
         }
-        status
+        (status, remaining)
     };
+    ctx.drift.set(key, remaining);
     // Task states raise no Docker event: a stack on its way is looked at again soon.
     let again = match status.phase {
         Phase::Ready => ctx.resync,

@@ -235,10 +235,12 @@ impl Docker {
         &self.counters.requests
     }
 
-    /// Registers `swarmkeeper_docker_requests_total{op,result}` in `registry`.
+    /// Registers `docker_requests_total{op,result}` in `registry`, which carries the
+    /// `swarmkeeper` prefix ([`crate::metrics::Metrics::new`] makes it): the name here
+    /// must not spell the prefix again.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "swarmkeeper_docker_requests",
+            "docker_requests",
             "Requests sent to dockerd, by operation and result",
             self.counters.requests.clone(),
         );

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::stream::{self, BoxStream, SelectAll};
 use futures::{FutureExt, Stream, StreamExt};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
@@ -30,6 +31,10 @@ pub struct Config {
     /// Set to the number of keys that are due but not started, waiting for a
     /// free slot or for their own previous reconcile to finish.
     pub queue_depth: Option<Gauge>,
+    /// Counts every key scheduled: by a trigger, a requeue or a retry.
+    pub queue_adds: Option<Counter>,
+    /// Counts the keys scheduled again after a failed (or panicked) reconcile.
+    pub queue_retries: Option<Counter>,
 }
 
 impl Default for Config {
@@ -39,6 +44,8 @@ impl Default for Config {
             debounce: Duration::from_millis(200),
             backoff: Backoff::default(),
             queue_depth: None,
+            queue_adds: None,
+            queue_retries: None,
         }
     }
 }
@@ -107,7 +114,7 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
                 Some(joined) = runner.tasks.join_next() => runner.finish(joined),
                 () = runner.queue.wait_due(), if phase == Phase::Running => {}
                 trigger = triggers.next(), if triggers_open && phase == Phase::Running => match trigger {
-                    Some(key) => runner.queue.schedule(key, Instant::now() + runner.config.debounce),
+                    Some(key) => runner.schedule(key, Instant::now() + runner.config.debounce),
                     None => {
                         tracing::warn!("every trigger stream has ended; only requeues remain");
                         triggers_open = false;
@@ -215,7 +222,7 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
             Some(Ok(action)) => {
                 self.backoffs.reset(&key);
                 if let Some(delay) = action.requeue_after() {
-                    self.queue.schedule(key, now + delay);
+                    self.schedule(key, now + delay);
                 }
             }
             Some(Err(error)) => {
@@ -224,14 +231,30 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
                     .error_policy(&key, &error)
                     .unwrap_or_else(|| self.backoffs.next_delay(key.clone()));
                 tracing::debug!(key = %key, ?delay, "retry scheduled");
-                self.queue.schedule(key, now + delay);
+                self.retry(key, now + delay);
             }
             None => {
                 let delay = self.backoffs.next_delay(key.clone());
                 tracing::error!(key = %key, ?delay, "reconcile panicked; retry scheduled");
-                self.queue.schedule(key, now + delay);
+                self.retry(key, now + delay);
             }
         }
+    }
+
+    /// Schedules `key` for `at`, counting the add.
+    fn schedule(&mut self, key: K, at: Instant) {
+        if let Some(adds) = &self.config.queue_adds {
+            adds.inc();
+        }
+        self.queue.schedule(key, at);
+    }
+
+    /// Schedules `key` again after a failure, counting the retry.
+    fn retry(&mut self, key: K, at: Instant) {
+        if let Some(retries) = &self.config.queue_retries {
+            retries.inc();
+        }
+        self.schedule(key, at);
     }
 
     /// Cancels every running reconcile and waits until they are gone.
@@ -492,12 +515,20 @@ mod tests {
                 Step::Fail,
             ],
         )]);
-        let running = start(probe, no_jitter());
+        let (adds, retries) = (Counter::default(), Counter::default());
+        let config = Config {
+            queue_adds: Some(adds.clone()),
+            queue_retries: Some(retries.clone()),
+            ..no_jitter()
+        };
+        let running = start(probe, config);
         running.send("a");
         run_for(60 * SEC).await;
         let starts = running.starts_of("a");
         let gaps: Vec<_> = starts.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(gaps, [SEC, 2 * SEC, 4 * SEC, 10 * SEC, SEC]);
+        // One trigger, four retries, one requeue; the last run ends with await_change.
+        assert_eq!((adds.get(), retries.get()), (6, 4));
         running.stop().await;
     }
 

@@ -194,6 +194,27 @@ impl Store {
         self.inner.keys.prefix()
     }
 
+    /// Counts the keys under the prefix: the cheapest read that proves etcd
+    /// answers and lets this client read its prefix, for readiness checks.
+    ///
+    /// # Errors
+    /// [`StoreError::Get`] when etcd does not answer (within the request
+    /// timeout) or refuses the read.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let prefix = self.prefix();
+        self.kv()
+            .get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await
+            .map(drop)
+            .map_err(|source| StoreError::Get {
+                key: prefix.to_owned(),
+                source,
+            })
+    }
+
     /// The underlying etcd client, for tests that need raw access (compaction,
     /// lease inspection). Production code goes through the typed API.
     #[doc(hidden)]

@@ -258,6 +258,27 @@ async fn service_create_list_update_remove_counts_each_write_once() {
 }
 
 #[tokio::test]
+async fn a_refusal_that_quotes_a_huge_value_is_cut_to_a_few_kib() {
+    let f = Fixture::new("quote").await;
+    let mut spec = f.service_spec("web", &f.owner);
+    let image = format!("local/{}", "a".repeat(200_000));
+    let task = spec.task_template.as_mut().unwrap();
+    task.container_spec.as_mut().unwrap().image = Some(image);
+    let err = f.docker.create_service(spec, None).await.unwrap_err();
+    // dockerd 20.10 answers "InvalidArgument desc = ContainerSpec: \"<the image>\" is not
+    // a valid repository/tag", quoting all 200 kB of it.
+    let shown = err.to_string();
+    assert!(shown.contains("ContainerSpec"), "{}", &shown[..200]);
+    assert!(shown.len() < 5 * 1024, "{} bytes", shown.len());
+    assert!(
+        shown.ends_with(" bytes more)"),
+        "{}",
+        &shown[shown.len() - 60..]
+    );
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
 async fn stale_update_rereads_and_recomputes_against_the_fresh_service() {
     let f = Fixture::new("stale").await;
     let docker = &f.docker;

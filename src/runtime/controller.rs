@@ -107,7 +107,7 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
                 Some(joined) = runner.tasks.join_next() => runner.finish(joined),
                 () = runner.queue.wait_due(), if phase == Phase::Running => {}
                 trigger = triggers.next(), if triggers_open && phase == Phase::Running => match trigger {
-                    Some(key) => runner.queue.schedule(key, Instant::now() + runner.config.debounce),
+                    Some(key) => runner.queue.schedule(key, runner.config.debounce),
                     None => {
                         tracing::warn!("every trigger stream has ended; only requeues remain");
                         triggers_open = false;
@@ -210,12 +210,11 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
             return;
         };
         self.running.remove(&key);
-        let now = Instant::now();
         match result {
             Some(Ok(action)) => {
                 self.backoffs.reset(&key);
                 if let Some(delay) = action.requeue_after() {
-                    self.queue.schedule(key, now + delay);
+                    self.queue.schedule(key, delay);
                 }
             }
             Some(Err(error)) => {
@@ -224,12 +223,12 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
                     .error_policy(&key, &error)
                     .unwrap_or_else(|| self.backoffs.next_delay(key.clone()));
                 tracing::debug!(key = %key, ?delay, "retry scheduled");
-                self.queue.schedule(key, now + delay);
+                self.queue.schedule(key, delay);
             }
             None => {
                 let delay = self.backoffs.next_delay(key.clone());
                 tracing::error!(key = %key, ?delay, "reconcile panicked; retry scheduled");
-                self.queue.schedule(key, now + delay);
+                self.queue.schedule(key, delay);
             }
         }
     }

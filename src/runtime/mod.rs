@@ -10,13 +10,16 @@
 //! - on success it follows the returned [`Action`]; on error it retries after
 //!   the reconciler's hint or a per-key exponential [`Backoff`] with jitter,
 //!   forgotten at the next success;
-//! - it stops on [`Shutdown`]: the first signal drains, the second aborts.
+//! - it stops on [`Shutdown`]: the first signal drains, the second aborts;
+//! - it never waits longer than [`MAX_DELAY`] (about six months) for anything,
+//!   whatever delay it is asked for.
 //!
 //! [`run_once`] reconciles a list of keys once each, for `run --once`.
 //!
 //! # Layout
 //! - `action.rs`: [`Action`], what a successful reconcile asks for next.
-//! - `queue.rs`: the delay queue that deduplicates keys until they are due.
+//! - `queue.rs`: the delay queue that deduplicates keys until they are due, and
+//!   [`clamp_delay`], the one bound on every delay.
 //! - `backoff.rs`: [`Backoff`], per-key retry delays.
 //! - `controller.rs`: [`Controller`], [`Config`], [`run_once`], the run loop.
 //! - `resync.rs`: [`resync`], the periodic trigger.
@@ -37,6 +40,7 @@ use std::time::Duration;
 pub use action::Action;
 pub use backoff::Backoff;
 pub use controller::{Config, Controller, run_once};
+pub use queue::{MAX_DELAY, clamp_delay};
 pub use resync::resync;
 pub use shutdown::{Phase, Shutdown};
 

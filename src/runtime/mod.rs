@@ -20,15 +20,18 @@
 //! - `action.rs`: [`Action`], what a successful reconcile asks for next.
 //! - `queue.rs`: the delay queue that deduplicates keys until they are due, and
 //!   [`clamp_delay`], the one bound on every delay.
-//! - `backoff.rs`: [`Backoff`], per-key retry delays.
+//! - `backoff.rs`: [`Backoff`], per-key retry delays; [`ResetTimerBackoff`], the
+//!   delays of a stream that reconnects.
 //! - `controller.rs`: [`Controller`], [`Config`], [`run_once`], the run loop.
 //! - `resync.rs`: [`resync`], the periodic trigger.
+//! - `reconnect.rs`: [`reconnecting`], a trigger that reopens its source with backoff.
 //! - `shutdown.rs`: [`Shutdown`], signals and phases.
 
 mod action;
 mod backoff;
 mod controller;
 mod queue;
+mod reconnect;
 mod resync;
 mod shutdown;
 
@@ -38,9 +41,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use action::Action;
-pub use backoff::Backoff;
+pub use backoff::{Backoff, ResetTimerBackoff};
 pub use controller::{Config, Controller, run_once};
 pub use queue::{MAX_DELAY, clamp_delay};
+pub use reconnect::{Session, reconnecting};
 pub use resync::resync;
 pub use shutdown::{Phase, Shutdown};
 

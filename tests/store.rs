@@ -13,6 +13,11 @@ use swarmkeeper::store::{
 
 use common::Etcd;
 
+// A module of its own keeps this file short; a sibling `tests/*.rs` would be a
+// test binary of its own, with an etcd of its own.
+#[path = "store/listing.rs"]
+mod listing;
+
 fn put(kind: &str, name: &str, value: Value, expect: Expect) -> RecordPut {
     RecordPut {
         kind: kind.into(),

@@ -434,7 +434,7 @@ async fn events_expire_with_their_lease() {
 #[tokio::test]
 async fn events_are_sorted_filtered_and_watched() {
     let store = Etcd::shared().store("events").await;
-    let mut watch = store.watch_events(Some(("Stack", "web")));
+    let mut watch = store.watch_events(Some(("Stack", "web")), 0);
     // The first poll opens the watch; nothing has been written yet.
     let idle = tokio::time::timeout(Duration::from_millis(500), watch.next()).await;
     assert!(idle.is_err(), "{idle:?}");

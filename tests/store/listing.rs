@@ -1,4 +1,4 @@
-//! Listings that outgrow one gRPC answer.
+//! Listings that outgrow one gRPC answer, and following the event log from a listing.
 
 use std::time::Duration;
 
@@ -76,7 +76,7 @@ async fn large_events_are_listed_in_pages_that_fit() {
         .unwrap();
     let events = store.list_events(Some(("Stack", "web"))).await.unwrap();
     assert_eq!(events.len(), 5);
-    let all = store.list_events(None).await.unwrap();
+    let (all, _) = store.list_events_at_revision(None).await.unwrap();
     assert_eq!(all.len(), 5);
     assert_eq!(
         all.iter()
@@ -84,4 +84,39 @@ async fn large_events_are_listed_in_pages_that_fit() {
             .count(),
         4
     );
+}
+
+#[tokio::test]
+async fn events_watched_from_a_listing_show_what_came_after_it_once() {
+    let store = Etcd::shared().store("events-from-listing").await;
+    let record = Some(("Stack", "web"));
+    store
+        .put_event(
+            "Stack",
+            "web",
+            &Event::normal("Listed", "before the listing"),
+        )
+        .await
+        .unwrap();
+    let (listed, revision) = store.list_events_at_revision(record).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // Written after the listing but before the watch starts: a watch "from now"
+    // missed it.
+    store
+        .put_event(
+            "Stack",
+            "web",
+            &Event::normal("Between", "after the listing"),
+        )
+        .await
+        .unwrap();
+    let mut watch = store.watch_events(record, revision + 1);
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the event written after the listing is watched")
+        .expect("the watch does not end")
+        .expect("no error");
+    assert_eq!(next.2.reason, "Between");
+    let more = tokio::time::timeout(Duration::from_millis(500), watch.next()).await;
+    assert!(more.is_err(), "shown again or out of nowhere: {more:?}");
 }

@@ -48,7 +48,6 @@ impl Backoff {
     };
 
     /// A fresh sequence of delays, never longer than `max_delay`.
-    #[must_use]
     pub fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
         let cap = self.cap();
         self.builder().build().map(move |delay| delay.min(cap))

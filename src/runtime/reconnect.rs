@@ -66,16 +66,15 @@ mod tests {
         ResetTimerBackoff::new(config, ResetTimerBackoff::RESET_AFTER)
     }
 
+    /// Each session asked for, and when, in virtual seconds since the start.
+    type Opened = Arc<Mutex<Vec<(Session, f32)>>>;
+
     /// Opens sessions that each yield their number after `lifetime`, then end;
-    /// the sessions numbered in `failing` do not open. Returns when each
-    /// session was asked for, in virtual seconds since the start.
+    /// the sessions numbered in `failing` do not open.
     fn sessions(
         lifetime: Duration,
         failing: &'static [usize],
-    ) -> (
-        Arc<Mutex<Vec<(Session, f32)>>>,
-        impl Stream<Item = usize> + Send + 'static,
-    ) {
+    ) -> (Opened, impl Stream<Item = usize> + Send + 'static) {
         let opened = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&opened);
         let start = Instant::now();

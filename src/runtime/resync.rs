@@ -75,13 +75,13 @@ mod tests {
     use super::*;
     use crate::runtime::MAX_DELAY;
 
+    type Listed = std::future::Ready<Result<Vec<usize>, &'static str>>;
+
     /// A listing whose calls number `failing` fail; the others name `call * 10`.
+    /// Also returns how many calls it had.
     fn listing(
         failing: &'static [usize],
-    ) -> (
-        Arc<AtomicUsize>,
-        impl FnMut() -> std::future::Ready<Result<Vec<usize>, &'static str>> + Send + 'static,
-    ) {
+    ) -> (Arc<AtomicUsize>, impl FnMut() -> Listed + Send + 'static) {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&calls);
         let list = move || {

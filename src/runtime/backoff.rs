@@ -39,7 +39,8 @@ impl Default for Backoff {
 impl Backoff {
     /// For reconnecting a stream or retrying a listing: 0.8 s doubling to 30 s, with
     /// jitter, as kube-runtime's watcher does. Fast enough that a blip costs about a
-    /// second; slow enough at the cap that a dead dockerd or etcd sees two calls a minute.
+    /// second; slow enough at the cap that a dead dockerd or etcd sees a few calls a
+    /// minute.
     pub const RECONNECT: Backoff = Backoff {
         min_delay: Duration::from_millis(800),
         max_delay: Duration::from_secs(30),
@@ -129,7 +130,8 @@ pub struct ResetTimerBackoff {
 }
 
 impl ResetTimerBackoff {
-    /// kube-runtime's defaults: [`Backoff::RECONNECT`], reset after 120 s without an error.
+    /// How long without an error starts the delays over, by default (kube-runtime's
+    /// watcher waits as long).
     pub const RESET_AFTER: Duration = Duration::from_secs(120);
 
     /// Delays as `config` grows them, started over after `reset_after` without an error.
@@ -159,6 +161,7 @@ impl ResetTimerBackoff {
 }
 
 impl Default for ResetTimerBackoff {
+    /// [`Backoff::RECONNECT`], started over after [`ResetTimerBackoff::RESET_AFTER`].
     fn default() -> Self {
         Self::new(Backoff::RECONNECT, Self::RESET_AFTER)
     }

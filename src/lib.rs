@@ -13,6 +13,7 @@
 //! - [`report`]: tables, diffs and drift reports.
 //! - [`cli`]: the commands behind the command line.
 //! - [`http`], [`metrics`]: the controller's endpoints and Prometheus metrics.
+//! - [`text`]: bounds on what a message quotes.
 
 pub mod api;
 pub mod cli;
@@ -24,3 +25,4 @@ pub mod plan;
 pub mod report;
 pub mod runtime;
 pub mod store;
+pub mod text;

@@ -128,8 +128,9 @@ enum Command {
         /// Address of /healthz, /readyz, /metrics, /drift and /events.
         #[arg(long, env = "SWARMKEEPER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
         http_addr: String,
-        /// Interval of the full resync.
-        #[arg(long, env = "SWARMKEEPER_RESYNC", default_value = "5m", value_parser = parse_duration)]
+        /// Interval of the full resync (more than zero). A longer interval than 180
+        /// days is accepted and clamped to 180 days, the longest the controller waits.
+        #[arg(long, env = "SWARMKEEPER_RESYNC", default_value = "5m", value_parser = parse_resync)]
         resync: Duration,
         /// Reconciles that may run at once.
         #[arg(long, env = "SWARMKEEPER_CONCURRENCY", default_value_t = 4)]
@@ -173,6 +174,28 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     u64::try_from(nanos)
         .map(Duration::from_nanos)
         .map_err(|_| format!("{s:?}: must not be negative"))
+}
+
+/// A resync interval: zero would list every record in a busy loop, so it is bad usage.
+fn parse_resync(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
+/// `resync`, or the runtime's longest delay when it is longer (the controller
+/// would clamp it anyway; saying so beats a silent surprise).
+fn bounded_resync(resync: Duration) -> Duration {
+    let bounded = swarmkeeper::runtime::clamp_delay(resync);
+    if bounded < resync {
+        tracing::warn!(
+            asked = ?resync,
+            used = ?bounded,
+            "--resync is longer than the longest delay the controller waits; clamped"
+        );
+    }
+    bounded
 }
 
 /// `swarmkeeper get | head` closes stdout early; Rust ignores SIGPIPE, so the
@@ -290,7 +313,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         } => {
             let opts = cli::run::RunOpts {
                 http_addr,
-                resync,
+                resync: bounded_resync(resync),
                 concurrency,
                 once,
                 force,

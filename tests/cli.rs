@@ -739,6 +739,8 @@ async fn delete_describe_events_and_usage_errors() {
         &["apply", "-f", path_str(&cluster), "--prune"],
         &["apply", "-f", path_str(&cluster), "--source", "Not A Name"],
         &["apply", "-f", "/no/such/file.yaml"],
+        // A zero resync would list every record in a busy loop.
+        &["run", "--resync", "0s"],
         &["frobnicate"],
     ] {
         let run = cli.run(usage).expect(64);

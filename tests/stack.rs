@@ -1383,6 +1383,65 @@ async fn run_reconnects_to_dockerd_and_heals_what_changed_while_it_was_away() {
 }
 
 // ---------------------------------------------------------------------------
+// 11b. A resync beyond what a timer can hold
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_a_resync_of_20000h_converges_and_keeps_running() {
+    let mut guard = Guard::new();
+    let env = Env::new("long-resync").await;
+    let name = guard.stack();
+    put(
+        &env.store,
+        "Stack",
+        &name,
+        stack_record(&name, sleepers(&["web"])),
+    )
+    .await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let child = env
+        .cli()
+        // 20000 h (2.3 years) is past the reach of the work queue's timer wheel: a
+        // Ready stack's requeue after the resync used to panic ("invalid deadline").
+        .args(["run", "--http-addr", &addr, "--resync", "20000h"])
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log file"))
+        .spawn()
+        .expect("run starts");
+    guard.children.push(child);
+    let log_text = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    while !env
+        .status(&name)
+        .await
+        .is_some_and(|s| s.phase == Phase::Ready)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "run did not converge the stack; its log:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The requeue is scheduled as soon as the reconcile that wrote Ready returns.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let child = guard.children.last_mut().expect("the run process");
+    let exited = child.try_wait().expect("the run process can be polled");
+    assert!(
+        exited.is_none(),
+        "run exited ({exited:?}); its log:\n{}",
+        log_text()
+    );
+    assert!(
+        log_text().contains("clamped"),
+        "no warning; log:\n{}",
+        log_text()
+    );
+    let (code, body) = http_get(&addr, "/healthz").expect("/healthz answers");
+    assert_eq!(code, 200, "{body}");
+}
+
+// ---------------------------------------------------------------------------
 // 12. An update the swarm rolls back
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

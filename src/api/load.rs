@@ -251,7 +251,7 @@ fn yaml_options() -> serde_saphyr::Options {
 }
 
 /// Parses YAML (or JSON, which is YAML) into one value per non-empty document.
-fn parse_documents(text: &str, is_json: bool) -> Result<Vec<Value>, String> {
+pub(crate) fn parse_documents(text: &str, is_json: bool) -> Result<Vec<Value>, String> {
     if is_json {
         // serde_json stops at 128 levels of nesting with an error, never a stack overflow.
         return match serde_json::from_str::<Value>(text).map_err(|err| err.to_string())? {

@@ -266,13 +266,15 @@ pub async fn events(global: &GlobalOpts, target: Option<&str>, watch: bool) -> R
         .transpose()?;
     let store: Store = global.store().await?;
     let filter_ref = filter.as_ref().map(|(k, n)| (k.as_str(), n.as_str()));
-    let events = store
-        .list_events(filter_ref)
+    let (events, revision) = store
+        .list_events_at_revision(filter_ref)
         .await
         .map_err(Failure::error)?;
     print_events(events.iter().map(|(k, n, e)| (format!("{k}/{n}"), e)));
     if watch {
-        let mut stream = std::pin::pin!(store.watch_events(filter_ref));
+        // From right after the listing: an event written meanwhile is shown once,
+        // and none of those listed is shown again.
+        let mut stream = std::pin::pin!(store.watch_events(filter_ref, revision + 1));
         while let Some(item) = stream.next().await {
             let (k, n, e) = item.map_err(Failure::error)?;
             println!(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, stream};
 
 use crate::api::Kind;
@@ -15,8 +15,8 @@ use crate::controllers::{self, Context, Controllers, DriftCache, RecordKey};
 use crate::docker::{Docker, DockerError, DockerEvent, EventType};
 use crate::http::{self, AppState, BearerToken};
 use crate::metrics::Metrics;
-use crate::runtime::{self, Controller, Shutdown, resync};
-use crate::store::{Leadership, Store, WatchEvent};
+use crate::runtime::{self, Controller, ResetTimerBackoff, Session, Shutdown, resync};
+use crate::store::{Leadership, Store, StoreError, WatchEvent};
 
 use super::{Failure, GlobalOpts};
 
@@ -286,34 +286,57 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
     Ok(u8::from(failed))
 }
 
-/// Record keys from the etcd watch, listed first; the stream re-lists on
-/// compaction and reconnects on its own.
+/// Record keys from etcd: every record listed, then every change after the
+/// listing's revision. The stream re-lists on compaction and reconnects on its own.
 fn etcd_triggers(store: Store) -> impl Stream<Item = RecordKey> + Send + 'static {
-    stream::once(async move {
-        loop {
-            match store.list_records(None).await {
-                Ok((_, revision)) => match store.watch_desired(revision + 1).await {
-                    Ok(watch) => return watch,
-                    Err(err) => tracing::warn!(%err, "could not watch etcd; retrying"),
-                },
-                Err(err) => tracing::warn!(%err, "could not list records; retrying"),
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    })
-    .flatten()
-    .filter_map(|event| async move {
-        let (kind, name) = match event {
-            Ok(WatchEvent::Put { kind, name, .. } | WatchEvent::Delete { kind, name }) => {
-                (kind, name)
-            }
-            Err(err) => {
-                tracing::warn!(%err, "etcd watch error");
-                return None;
-            }
+    stream::once(list_then_watch(store))
+        .flatten()
+        .filter_map(|event| async move {
+            let (kind, name) = match event {
+                Ok(WatchEvent::Put { kind, name, .. } | WatchEvent::Delete { kind, name }) => {
+                    (kind, name)
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "etcd watch error");
+                    return None;
+                }
+            };
+            Some(RecordKey::new(kind.parse::<Kind>().ok()?, name))
+        })
+}
+
+/// The records at one revision, as `Put`s, followed by the watch from the next
+/// revision; both retried with backoff until they work.
+///
+/// The listed records are yielded too, not only used for their revision: when the
+/// first listing fails (a range answer over gRPC's 4 MiB, etcd unavailable), a record
+/// written before the one that works is named here, rather than left to the next
+/// resync.
+async fn list_then_watch(store: Store) -> BoxStream<'static, Result<WatchEvent, StoreError>> {
+    let mut delays = runtime::Backoff::RECONNECT.delays();
+    loop {
+        let err = match store.list_records(None).await {
+            Ok((records, revision)) => match store.watch_desired(revision + 1).await {
+                Ok(watch) => {
+                    let listed = records.into_iter().map(|r| {
+                        Ok(WatchEvent::Put {
+                            kind: r.kind,
+                            name: r.name,
+                            versioned: r.versioned,
+                        })
+                    });
+                    return stream::iter(listed).chain(watch).boxed();
+                }
+                Err(err) => err,
+            },
+            Err(err) => err,
         };
-        Some(RecordKey::new(kind.parse::<Kind>().ok()?, name))
-    })
+        let delay = delays
+            .next()
+            .unwrap_or(runtime::Backoff::RECONNECT.max_delay);
+        tracing::warn!(%err, ?delay, "could not list and watch records; retrying");
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// The records a Docker event concerns.
@@ -358,34 +381,26 @@ async fn keys_of(c: &Controllers, event: Result<DockerEvent, DockerError>) -> Ve
     keys
 }
 
-/// Record keys of owned objects that Docker events say changed. When dockerd
-/// goes away the stream reconnects with backoff, then names every record
+/// Record keys of owned objects that Docker events say changed. When the events
+/// stream ends (dockerd went away, or dropped it) it is reopened with a backoff
+/// that starts over only after 120 s without an error, and every record is named
 /// again, since events were missed meanwhile.
 fn docker_triggers(
     controllers: Arc<Controllers>,
 ) -> impl Stream<Item = RecordKey> + Send + 'static {
-    let backoff = || {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(30))
-            .with_jitter()
-            .without_max_times()
-            .build()
-    };
-    stream::unfold(
-        (controllers, backoff(), false),
-        move |(c, mut delays, reconnecting)| async move {
-            let mut keys: Vec<RecordKey> = Vec::new();
-            if reconnecting {
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(30))).await;
-                match controllers::all_keys(&c.ctx).await {
-                    Ok(all) => keys = all,
+    runtime::reconnecting(ResetTimerBackoff::default(), move |session| {
+        let c = controllers.clone();
+        async move {
+            let missed = match session {
+                Session::First => Vec::new(),
+                Session::Reconnect => match controllers::all_keys(&c.ctx).await {
+                    Ok(all) => all,
                     Err(err) => {
                         tracing::warn!(%err, "dockerd still unreachable");
-                        return Some((stream::iter(keys).boxed(), (c, delays, true)));
+                        return None;
                     }
-                }
-            }
+                },
+            };
             let with = c.clone();
             let events = c
                 .ctx
@@ -396,10 +411,8 @@ fn docker_triggers(
                     async move { keys_of(&c, event).await }
                 })
                 .flat_map(stream::iter);
-            let delays = if keys.is_empty() { delays } else { backoff() };
-            let s = stream::iter(keys).chain(events);
-            Some((s.boxed(), (c, delays, true)))
-        },
-    )
-    .flatten()
+            // Boxed: `events` returns a 'static stream, but its opaque type names the borrow of `c`.
+            Some(stream::iter(missed).chain(events).boxed())
+        }
+    })
 }

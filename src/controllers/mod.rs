@@ -21,6 +21,7 @@ use crate::docker::{Docker, DockerError};
 use crate::runtime::{Action, Reconciler};
 use crate::store::crypto::SecretKey;
 use crate::store::{Event, Store, StoreError, WriteFence};
+use crate::text::{MESSAGE_LIMIT, truncate};
 pub use drift_cache::DriftCache;
 use status::{Phase, Status};
 
@@ -152,6 +153,8 @@ impl Context {
     /// An event that repeats the record's previous one (same type, reason
     /// and message) is folded into it: its count grows, no entry is added.
     pub async fn event(&self, key: &RecordKey, warning: bool, reason: &str, message: String) {
+        // dockerd may quote a whole value back: a log line and an event stay bounded.
+        let message = bounded(message);
         if warning {
             tracing::warn!(record = %key, reason, message);
         } else {
@@ -206,6 +209,10 @@ impl Context {
     /// When etcd refuses the write.
     pub async fn write_status(&self, key: &RecordKey, status: &Status) -> Result<(), Error> {
         let previous = self.read_status(key).await?;
+        let status = Status {
+            message: bounded(status.message.clone()),
+            ..status.clone()
+        };
         let Some(status) = status.changed_from(previous.as_ref()) else {
             return Ok(());
         };
@@ -228,6 +235,14 @@ impl Context {
         let status = Status::new(Phase::Failed, generation).with_message(message);
         self.write_status(key, &status).await?;
         Ok(Action::await_change())
+    }
+}
+
+/// `message` cut to [`MESSAGE_LIMIT`] bytes.
+fn bounded(message: String) -> String {
+    match truncate(&message, MESSAGE_LIMIT) {
+        std::borrow::Cow::Borrowed(_) => message,
+        cut => cut.into_owned(),
     }
 }
 

@@ -1,11 +1,16 @@
 //! The errors of the Docker layer, one variant per action, with retry and metric helpers.
 
+use std::borrow::Cow;
+
 use bollard::errors::Error as BollardError;
+
+use crate::text::{MESSAGE_LIMIT, truncate};
 
 /// What went wrong talking to dockerd. Each variant names the action and the object.
 ///
 /// Nothing here carries a request body: a secret's data or a registry auth header can
-/// never reach Display or Debug. dockerd's own messages do not echo secret data.
+/// never reach Display or Debug. dockerd's own messages do not echo secret data, and
+/// what they quote is cut to a few KiB ([`bounded`]) before it gets here.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DockerError {
@@ -180,6 +185,36 @@ impl DockerError {
     }
 }
 
+/// `err` with the text dockerd sent cut to [`MESSAGE_LIMIT`](crate::text::MESSAGE_LIMIT).
+///
+/// dockerd quotes what it refuses: a 400 for a config value of 1.4 MB carried the whole
+/// value, and every retry stored it again as an event, until the event log no longer
+/// fit in one etcd answer. The start of a message is what says what went wrong (and
+/// what [`is_out_of_sequence`] and [`DockerError::is_in_use`] look for), so it is kept.
+pub(crate) fn bounded(err: BollardError) -> BollardError {
+    let cut = |text: String| match truncate(&text, MESSAGE_LIMIT) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(cut) => cut,
+    };
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => BollardError::DockerResponseServerError {
+            status_code,
+            message: cut(message),
+        },
+        BollardError::JsonDataError { message, column } => BollardError::JsonDataError {
+            message: cut(message),
+            column,
+        },
+        BollardError::DockerStreamError { error } => {
+            BollardError::DockerStreamError { error: cut(error) }
+        }
+        other => other,
+    }
+}
+
 pub(crate) fn status_code(err: &BollardError) -> Option<u16> {
     match err {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
@@ -282,6 +317,39 @@ mod tests {
         assert!(err.is_in_use());
         assert!(!err.is_transient());
         assert!(!update(server(400, "invalid mount config")).is_in_use());
+    }
+
+    #[test]
+    fn a_huge_message_from_dockerd_is_cut_but_still_classified() {
+        let value = "v".repeat(1_400_000);
+        let err = update(bounded(server(
+            500,
+            &format!("rpc error: code = Unknown desc = update out of sequence: {value}"),
+        )));
+        let shown = err.to_string();
+        assert!(shown.len() < 2 * MESSAGE_LIMIT, "{} bytes", shown.len());
+        assert!(
+            shown.ends_with(" bytes more)"),
+            "{}",
+            &shown[shown.len() - 40..]
+        );
+        assert!(err.is_out_of_sequence() && err.is_transient());
+        let BollardError::DockerStreamError { error } =
+            bounded(BollardError::DockerStreamError { error: value })
+        else {
+            panic!("the variant changed");
+        };
+        assert!(error.len() <= MESSAGE_LIMIT);
+    }
+
+    #[test]
+    fn a_short_message_is_left_alone() {
+        let BollardError::DockerResponseServerError { message, .. } =
+            bounded(server(400, "invalid mount config"))
+        else {
+            panic!("the variant changed");
+        };
+        assert_eq!(message, "invalid mount config");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use bollard::query_parameters::EventsOptions;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use jiff::Timestamp;
 
-use super::error::status_code;
+use super::error::{bounded, status_code};
 use super::labels::Owner;
 use super::{Access, Docker, DockerError};
 
@@ -185,7 +185,11 @@ impl Watch {
         loop {
             let message = match self.raw.next().await? {
                 Ok(message) => message,
-                Err(source) => return Some(Err(DockerError::Events { source })),
+                Err(source) => {
+                    return Some(Err(DockerError::Events {
+                        source: bounded(source),
+                    }));
+                }
             };
             match self.resolve(message).await {
                 Ok(Some(event)) => return Some(Ok(event)),

@@ -258,7 +258,7 @@ impl Docker {
             Access::Write(_) => &self.counters.writes,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let outcome = request.await;
+        let outcome = request.await.map_err(error::bounded);
         let result = match &outcome {
             Ok(_) => "ok",
             Err(err) if error::status_code(err) == Some(404) => "not_found",

@@ -149,21 +149,6 @@ impl Docker {
             .map(|(_, err)| err))
     }
 
-    /// Running and desired tasks of one service; `None` when the service does not exist.
-    ///
-    /// # Errors
-    /// [`DockerError::List`] when dockerd fails to answer.
-    pub async fn service_tasks(&self, service_id: &str) -> Result<Option<TaskCounts>, DockerError> {
-        // The `id` filter matches prefixes, so the exact ID is picked from the answer.
-        let services = self
-            .services([("id".to_owned(), vec![service_id.to_owned()])].into())
-            .await?;
-        Ok(services
-            .iter()
-            .find(|service| service.id.as_deref() == Some(service_id))
-            .and_then(TaskCounts::of))
-    }
-
     /// One service by ID or name, managed or not; `None` when it does not exist.
     ///
     /// # Errors

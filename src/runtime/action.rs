@@ -14,6 +14,9 @@ pub struct Action {
 
 impl Action {
     /// Reconcile the key again after `delay`, unless a trigger comes sooner.
+    ///
+    /// Any delay is accepted, even `Duration::MAX`: the queue waits at most
+    /// [`MAX_DELAY`](super::MAX_DELAY) (about six months).
     #[must_use]
     pub const fn requeue(delay: Duration) -> Self {
         Self {

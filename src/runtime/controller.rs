@@ -114,7 +114,7 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
                 Some(joined) = runner.tasks.join_next() => runner.finish(joined),
                 () = runner.queue.wait_due(), if phase == Phase::Running => {}
                 trigger = triggers.next(), if triggers_open && phase == Phase::Running => match trigger {
-                    Some(key) => runner.schedule(key, Instant::now() + runner.config.debounce),
+                    Some(key) => runner.schedule(key, runner.config.debounce),
                     None => {
                         tracing::warn!("every trigger stream has ended; only requeues remain");
                         triggers_open = false;
@@ -217,12 +217,11 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
             return;
         };
         self.running.remove(&key);
-        let now = Instant::now();
         match result {
             Some(Ok(action)) => {
                 self.backoffs.reset(&key);
                 if let Some(delay) = action.requeue_after() {
-                    self.schedule(key, now + delay);
+                    self.schedule(key, delay);
                 }
             }
             Some(Err(error)) => {
@@ -231,30 +230,30 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
                     .error_policy(&key, &error)
                     .unwrap_or_else(|| self.backoffs.next_delay(key.clone()));
                 tracing::debug!(key = %key, ?delay, "retry scheduled");
-                self.retry(key, now + delay);
+                self.retry(key, delay);
             }
             None => {
                 let delay = self.backoffs.next_delay(key.clone());
                 tracing::error!(key = %key, ?delay, "reconcile panicked; retry scheduled");
-                self.retry(key, now + delay);
+                self.retry(key, delay);
             }
         }
     }
 
-    /// Schedules `key` for `at`, counting the add.
-    fn schedule(&mut self, key: K, at: Instant) {
+    /// Schedules `key` after `delay`, counting the add.
+    fn schedule(&mut self, key: K, delay: Duration) {
         if let Some(adds) = &self.config.queue_adds {
             adds.inc();
         }
-        self.queue.schedule(key, at);
+        self.queue.schedule(key, delay);
     }
 
     /// Schedules `key` again after a failure, counting the retry.
-    fn retry(&mut self, key: K, at: Instant) {
+    fn retry(&mut self, key: K, delay: Duration) {
         if let Some(retries) = &self.config.queue_retries {
             retries.inc();
         }
-        self.schedule(key, at);
+        self.schedule(key, delay);
     }
 
     /// Cancels every running reconcile and waits until they are gone.

@@ -10,17 +10,22 @@
 //! - on success it follows the returned [`Action`]; on error it retries after
 //!   the reconciler's hint or a per-key exponential [`Backoff`] with jitter,
 //!   forgotten at the next success;
-//! - it stops on [`Shutdown`]: the first signal drains, the second aborts.
+//! - it stops on [`Shutdown`]: the first signal drains, the second aborts;
+//! - it never waits longer than [`MAX_DELAY`] (about six months) for anything,
+//!   whatever delay it is asked for.
 //!
 //! [`run_once`] reconciles a list of keys once each, for `run --once`.
 //!
 //! # Layout
 //! - `action.rs`: [`Action`], what a successful reconcile asks for next.
-//! - `queue.rs`: the delay queue that deduplicates keys until they are due.
-//! - `backoff.rs`: [`Backoff`], per-key retry delays.
+//! - `queue.rs`: the delay queue that deduplicates keys until they are due, and
+//!   [`clamp_delay`], the one bound on every delay.
+//! - `backoff.rs`: [`Backoff`], per-key retry delays; [`ResetTimerBackoff`], the
+//!   delays of a stream that reconnects.
 //! - `controller.rs`: [`Controller`], [`Config`], [`run_once`], the run loop.
 //! - `fence.rs`: [`Fence`], the local lease deadline every write checks.
 //! - `resync.rs`: [`resync`], the periodic trigger.
+//! - `reconnect.rs`: [`reconnecting`], a trigger that reopens its source with backoff.
 //! - `shutdown.rs`: [`Shutdown`], signals and phases.
 
 mod action;
@@ -28,6 +33,7 @@ mod backoff;
 mod controller;
 mod fence;
 mod queue;
+mod reconnect;
 mod resync;
 mod shutdown;
 
@@ -37,9 +43,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use action::Action;
-pub use backoff::Backoff;
+pub use backoff::{Backoff, ResetTimerBackoff};
 pub use controller::{Config, Controller, run_once};
 pub use fence::{Deposed, Fence};
+pub use queue::{MAX_DELAY, clamp_delay};
+pub use reconnect::{Session, reconnecting};
 pub use resync::resync;
 pub use shutdown::{Phase, Shutdown};
 

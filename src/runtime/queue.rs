@@ -4,9 +4,29 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
 use std::hash::Hash;
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::time::{DelayQueue, delay_queue};
+
+/// The longest delay the runtime waits for anything: 180 days.
+///
+/// tokio-util's `DelayQueue` keeps its deadlines in a timer wheel of six levels of
+/// 64 slots of 1 ms, so it reaches at most 2^36 ms (about 2.2 years) ahead and
+/// panics with "invalid deadline" beyond: `run --resync 20000h` (2.3 years) killed
+/// the controller at its first requeue, and `Instant::now() + Duration::MAX`
+/// overflows outright. Six months is far inside the wheel, and longer than any wait
+/// a controller means: a key that far out is in effect waiting for a change.
+pub const MAX_DELAY: Duration = Duration::from_secs(180 * 24 * 3600);
+
+/// `delay`, or [`MAX_DELAY`] when it is longer.
+///
+/// Every delay the runtime waits goes through here: requeues and retries (in the
+/// queue), the resync interval and the backoff caps.
+#[must_use]
+pub fn clamp_delay(delay: Duration) -> Duration {
+    delay.min(MAX_DELAY)
+}
 
 /// Keys waiting for their deadline, and keys already due.
 ///
@@ -33,11 +53,13 @@ impl<K: Clone + Eq + Hash> Queue<K> {
         }
     }
 
-    /// Asks for `key` to run at `at`, or earlier if it already is scheduled so.
-    pub(super) fn schedule(&mut self, key: K, at: Instant) {
+    /// Asks for `key` to run after `delay` (at most [`MAX_DELAY`]), or earlier if it
+    /// already is scheduled so.
+    pub(super) fn schedule(&mut self, key: K, delay: Duration) {
         if self.due_set.contains(&key) {
             return;
         }
+        let at = Instant::now() + clamp_delay(delay);
         match self.deadlines.entry(key) {
             Entry::Occupied(mut entry) => {
                 let (slot, deadline) = entry.get_mut();
@@ -84,8 +106,6 @@ impl<K: Clone + Eq + Hash> Queue<K> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     const SEC: Duration = Duration::from_secs(1);
@@ -104,11 +124,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_key_scheduled_many_times_comes_out_once() {
         let mut queue = Queue::new();
-        let now = Instant::now();
         for _ in 0..5 {
-            queue.schedule("a", now + SEC);
+            queue.schedule("a", SEC);
         }
-        queue.schedule("b", now + SEC);
+        queue.schedule("b", SEC);
         assert_eq!(due_after(&mut queue, 2 * SEC).await, ["a", "b"]);
         assert!(due_after(&mut queue, 10 * SEC).await.is_empty());
     }
@@ -116,10 +135,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_earlier_deadline_wins() {
         let mut queue = Queue::new();
-        let now = Instant::now();
-        queue.schedule("a", now + 60 * SEC);
-        queue.schedule("a", now + SEC);
-        queue.schedule("a", now + 30 * SEC);
+        queue.schedule("a", 60 * SEC);
+        queue.schedule("a", SEC);
+        queue.schedule("a", 30 * SEC);
         assert_eq!(due_after(&mut queue, 2 * SEC).await, ["a"]);
         assert!(due_after(&mut queue, 60 * SEC).await.is_empty());
     }
@@ -127,15 +145,32 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_due_key_is_not_scheduled_again_and_can_be_skipped() {
         let mut queue = Queue::new();
-        let now = Instant::now();
-        queue.schedule("a", now);
-        queue.schedule("b", now);
+        queue.schedule("a", Duration::ZERO);
+        queue.schedule("b", Duration::ZERO);
         while queue.due_len() < 2 {
             queue.wait_due().await;
         }
-        queue.schedule("a", now + SEC);
+        queue.schedule("a", SEC);
         assert_eq!(queue.take_due(|key| *key != "a"), Some("b"));
         assert_eq!(queue.due_len(), 1);
         assert_eq!(due_after(&mut queue, 2 * SEC).await, ["a"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_delay_is_clamped_instead_of_panicking() {
+        let mut queue = Queue::new();
+        // Both used to panic: the first overflows `Instant`, the second is past the
+        // reach of the timer wheel (`run --resync 20000h`).
+        queue.schedule("a", Duration::MAX);
+        queue.schedule("b", Duration::from_secs(20_000 * 3600));
+        assert!(due_after(&mut queue, MAX_DELAY - SEC).await.is_empty());
+        assert_eq!(due_after(&mut queue, 2 * SEC).await, ["a", "b"]);
+    }
+
+    #[test]
+    fn clamp_keeps_short_delays_and_bounds_long_ones() {
+        assert_eq!(clamp_delay(SEC), SEC);
+        assert_eq!(clamp_delay(MAX_DELAY), MAX_DELAY);
+        assert_eq!(clamp_delay(Duration::MAX), MAX_DELAY);
     }
 }

@@ -199,10 +199,25 @@ fn etcd_is_transient(err: &etcd_client::Error) -> bool {
     }
 }
 
-/// Whether etcd refused a read or watch because the revision was compacted.
+/// Whether etcd refused a read or watch because the revision was compacted
+/// (`OutOfRange`, "mvcc: required revision has been compacted").
+///
+/// The code alone does not tell: tonic answers `OutOfRange` too when an answer is
+/// larger than the client accepts ([`is_too_large`]), and etcd when a revision is
+/// in the future.
 pub(crate) fn is_compacted(err: &etcd_client::Error) -> bool {
     matches!(err, etcd_client::Error::GRpcStatus(s)
-        if s.code() == tonic::Code::OutOfRange || s.message().contains("compacted"))
+        if s.code() == tonic::Code::OutOfRange && s.message().contains("compacted"))
+}
+
+/// Whether an answer was refused for its size: tonic's "decoded message length too
+/// large" (`OutOfRange`) when it exceeds the client's 4 MiB, or `ResourceExhausted`
+/// ("received message larger than max") when a server or proxy enforces a limit.
+pub(crate) fn is_too_large(err: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    matches!(err, etcd_client::Error::GRpcStatus(s)
+        if s.code() == Code::ResourceExhausted
+            || (s.code() == Code::OutOfRange && s.message().contains("too large")))
 }
 
 #[cfg(test)]
@@ -221,6 +236,28 @@ mod tests {
             source: serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
         };
         assert!(!decode.is_transient());
+    }
+
+    #[test]
+    fn an_answer_too_large_is_not_a_compaction() {
+        let status = |code, message: &str| {
+            etcd_client::Error::GRpcStatus(tonic::Status::new(code, message.to_owned()))
+        };
+        let too_large = status(
+            tonic::Code::OutOfRange,
+            "Error, decoded message length too large: found 4800000 bytes, the limit is: 4194304 bytes",
+        );
+        let compacted = status(
+            tonic::Code::OutOfRange,
+            "etcdserver: mvcc: required revision has been compacted",
+        );
+        let exhausted = status(
+            tonic::Code::ResourceExhausted,
+            "grpc: received message larger than max (4800000 vs. 4194304)",
+        );
+        assert!(is_too_large(&too_large) && !is_compacted(&too_large));
+        assert!(is_compacted(&compacted) && !is_too_large(&compacted));
+        assert!(is_too_large(&exhausted));
     }
 
     #[test]

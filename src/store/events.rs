@@ -203,28 +203,45 @@ impl Store {
         &self,
         filter: Option<(&str, &str)>,
     ) -> Result<Vec<(String, String, Event)>, StoreError> {
+        Ok(self.list_events_at_revision(filter).await?.0)
+    }
+
+    /// [`Store::list_events`], and the revision they were read at: watch from the
+    /// next one ([`Store::watch_events`]) to follow the log without a gap or a repeat.
+    ///
+    /// # Errors
+    /// [`StoreError::List`] when etcd fails.
+    pub async fn list_events_at_revision(
+        &self,
+        filter: Option<(&str, &str)>,
+    ) -> Result<(Vec<(String, String, Event)>, i64), StoreError> {
         let prefix = self.keys().events_prefix(filter)?;
-        let (kvs, _) = self
+        let (kvs, revision) = self
             .range(&prefix, 0, false)
             .await
             .map_err(|source| StoreError::List { prefix, source })?;
         let mut events: Vec<_> = kvs.iter().filter_map(|kv| self.decode_event(kv)).collect();
         events.sort_by_key(|(_, _, event)| event.last_time());
-        Ok(events)
+        Ok((events, revision))
     }
 
-    /// Events written from the first poll on (of one record, or of all),
-    /// for `events --watch`. It reconnects by itself when etcd goes away and
-    /// never ends; its only error is a malformed filter.
+    /// Events written from `from_revision` on (of one record, or of all), for
+    /// `events --watch`: pass the revision of [`Store::list_events_at_revision`]
+    /// plus one, so that what was written between the listing and the watch is
+    /// shown, and nothing listed is shown again. `0` means from the first poll on.
+    ///
+    /// It reconnects by itself when etcd goes away and never ends; its only
+    /// error is a malformed filter.
     pub fn watch_events(
         &self,
         filter: Option<(&str, &str)>,
+        from_revision: i64,
     ) -> BoxStream<'static, Result<(String, String, Event), StoreError>> {
         let prefix = match self.keys().events_prefix(filter) {
             Ok(prefix) => prefix,
             Err(err) => return futures::stream::once(async { Err(err) }).boxed(),
         };
-        let watch = ResumableWatch::new(self.inner.streams.clone(), prefix, 0);
+        let watch = ResumableWatch::new(self.inner.streams.clone(), prefix, from_revision);
         let store = self.clone();
         let batches = futures::stream::unfold(watch, |mut watch| async move {
             loop {

@@ -49,7 +49,8 @@ const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 pings detect a dead connection under a long-lived watch.
 const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(5));
-/// Keys per page when listing, so large prefixes stay under gRPC's 4 MiB message limit.
+/// Keys per page when listing, at most. A page must also fit in one gRPC answer
+/// (4 MiB for the client): [`Store::range`] halves the page when it does not.
 const PAGE_SIZE: i64 = 256;
 
 /// Where etcd is and how to authenticate to it.
@@ -233,6 +234,13 @@ impl Store {
     /// All key-values under `prefix`, read page by page at one revision, and that revision.
     ///
     /// `revision` 0 reads the latest; `keys_only` skips values.
+    ///
+    /// Pages are sized by bytes as well as by keys: etcd takes values up to about
+    /// 1.5 MiB (`--max-request-bytes`) but the client accepts answers of at most
+    /// 4 MiB, so three large records made a page of 256 keys fail with "decoded
+    /// message length too large", and with it every listing. A page refused so is
+    /// asked again with half the keys, down to one (which always fits, being a single
+    /// value etcd accepted); each page that fits lets the next one grow back.
     async fn range(
         &self,
         prefix: &str,
@@ -243,16 +251,25 @@ impl Store {
         let end = prefix_end(prefix);
         let mut from = prefix.as_bytes().to_vec();
         let mut at = revision;
+        let mut limit = PAGE_SIZE;
         let mut out = Vec::new();
         loop {
             let mut options = GetOptions::new()
                 .with_range(end.clone())
-                .with_limit(PAGE_SIZE)
+                .with_limit(limit)
                 .with_revision(at);
             if keys_only {
                 options = options.with_keys_only();
             }
-            let mut resp = client.get(from.clone(), Some(options)).await?;
+            let mut resp = match client.get(from.clone(), Some(options)).await {
+                Ok(resp) => resp,
+                Err(err) if error::is_too_large(&err) && limit > 1 => {
+                    limit /= 2;
+                    tracing::debug!(prefix, limit, "listing page too large; halving it");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             if at == 0 {
                 // Pin the following pages to the first page's revision.
                 at = resp.header().map_or(0, |h| h.revision());
@@ -267,6 +284,7 @@ impl Store {
             if !more {
                 return Ok((out, at));
             }
+            limit = (limit * 2).min(PAGE_SIZE);
         }
     }
 

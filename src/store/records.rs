@@ -330,17 +330,6 @@ impl Store {
             .await
     }
 
-    /// Every status (of one kind, or all), and the revision they were read at.
-    ///
-    /// # Errors
-    /// [`StoreError::List`] when etcd fails. A stored value that is not JSON reads as `null`.
-    pub async fn list_status(
-        &self,
-        kind: Option<&str>,
-    ) -> Result<(Vec<StoredRecord>, i64), StoreError> {
-        self.list_section(Section::Status, kind).await
-    }
-
     /// Removes a record's status; true when there was one.
     ///
     /// # Errors

@@ -12,13 +12,20 @@
 //!   key it knew that vanished and a `Put` for every key that is new or newer
 //!   than what it knew, then watches on from the list's revision.
 //! - When the connection breaks, it reconnects with backoff and resumes from
-//!   the revision after the last event it yielded; it never ends by itself.
+//!   the last revision it yielded events of, skipping the events it already
+//!   yielded; it never ends by itself.
+//! - No answer outgrows what the client accepts (4 MiB), however large the
+//!   values: the watch asks etcd for fragments, so an answer over etcd's
+//!   request limit (1.5 MiB) comes in several. A watch catching up through
+//!   several large records after a reconnect otherwise failed on every attempt.
+//!   A fragment can end in the middle of a revision, which is why a reconnect
+//!   reads the last revision again.
 //!
 //! # Caveats
 //! Events between two re-lists are folded: a key put and deleted while
 //! compacted away is never seen. That is all a level-triggered controller needs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
@@ -69,6 +76,10 @@ pub(crate) struct ResumableWatch {
     prefix: String,
     /// The revision to (re)start from; 0 means "now".
     next_revision: i64,
+    /// The revision of the last event yielded and the keys yielded at it: a
+    /// reconnect starts at that revision again (a fragment may have cut it) and
+    /// skips these.
+    last: Option<(i64, HashSet<Vec<u8>>)>,
     stream: Option<WatchStream>,
     backoff: ExponentialBackoff,
 }
@@ -79,6 +90,7 @@ impl ResumableWatch {
             client,
             prefix,
             next_revision: from_revision,
+            last: None,
             stream: None,
             backoff: backoff(),
         }
@@ -86,12 +98,36 @@ impl ResumableWatch {
 
     pub(crate) fn resume_from(&mut self, revision: i64) {
         self.next_revision = revision;
+        self.last = None;
         self.stream = None;
+    }
+
+    /// The events of an answer not yielded before, noting them as yielded.
+    fn take_new(&mut self, events: &[etcd_client::Event]) -> Vec<etcd_client::Event> {
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(kv) = event.kv() {
+                let revision = kv.mod_revision();
+                match &mut self.last {
+                    Some((last, _)) if *last > revision => continue,
+                    Some((last, keys)) if *last == revision => {
+                        if !keys.insert(kv.key().to_vec()) {
+                            continue;
+                        }
+                    }
+                    _ => self.last = Some((revision, HashSet::from([kv.key().to_vec()]))),
+                }
+                self.next_revision = revision;
+            }
+            fresh.push(event.clone());
+        }
+        fresh
     }
 
     async fn establish(&mut self) -> Result<(), etcd_client::Error> {
         let options = WatchOptions::new()
             .with_prefix()
+            .with_fragment()
             .with_start_revision(self.next_revision);
         self.stream = Some(
             self.client
@@ -127,20 +163,17 @@ impl ResumableWatch {
                 }
                 Ok(Some(resp)) => {
                     self.backoff = backoff();
-                    let events = resp.events();
-                    if let Some(last) = events.iter().filter_map(etcd_client::Event::kv).next_back()
-                    {
-                        self.next_revision = last.mod_revision() + 1;
-                    } else if self.next_revision == 0 {
+                    if self.next_revision == 0 {
                         // A watch "from now" must resume after what it was created at.
                         if let Some(header) = resp.header() {
                             self.next_revision = header.revision() + 1;
                         }
                     }
+                    let events = self.take_new(resp.events());
                     if events.is_empty() {
                         continue;
                     }
-                    return RawBatch::Events(events.to_vec());
+                    return RawBatch::Events(events);
                 }
                 Ok(None) => "watch stream closed".to_owned(),
                 Err(err) => err.to_string(),

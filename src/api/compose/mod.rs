@@ -203,18 +203,6 @@ impl ComposeFile {
         }
         keys
     }
-
-    /// Parses a compose file from YAML or JSON text, reading `0440` as octal as the docker
-    /// CLI's YAML 1.1 parser does (YAML 1.2 would read a decimal 440).
-    ///
-    /// # Errors
-    /// The parser's message, with the path of the offending key.
-    pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let mut options = serde_saphyr::Options::default();
-        options.legacy_octal_numbers = true;
-        serde_saphyr::from_str_with_options(text, options)
-            .map_err(|err: serde_saphyr::Error| err.to_string())
-    }
 }
 
 /// One service.
@@ -1016,8 +1004,19 @@ configs:
     template_driver: golang
 "#;
 
+    /// Reads a compose file as `apply` does: the hardened YAML loader (budgets against
+    /// alias bombs, `0440` octal and `yes` a string as in the docker CLI), then the
+    /// typed pass.
+    fn try_parse(text: &str) -> Result<ComposeFile, String> {
+        let mut documents = crate::api::load::parse_documents(text, false)?;
+        if documents.len() != 1 {
+            return Err(format!("{} documents, not one", documents.len()));
+        }
+        ComposeFile::from_value(documents.remove(0), "").map_err(|err| err.to_string())
+    }
+
     pub(crate) fn parse(text: &str) -> ComposeFile {
-        ComposeFile::from_yaml(text).unwrap_or_else(|e| panic!("parse failed: {e}"))
+        try_parse(text).unwrap_or_else(|e| panic!("parse failed: {e}"))
     }
 
     #[test]
@@ -1096,7 +1095,7 @@ configs:
             ),
         ];
         for (text, needle) in cases {
-            let err = ComposeFile::from_yaml(text).expect_err(text);
+            let err = try_parse(text).expect_err(text);
             assert!(err.contains(needle), "{text}: {err}");
         }
     }

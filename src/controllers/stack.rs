@@ -606,8 +606,10 @@ pub async fn reconcile(
         converge(ctx, key, &desired, &live, &mut ids, applied).await?;
         let lingering = remove_orphans(ctx, key, orphans(&desired, &live)).await?;
         let after = Live::observe(ctx, &owner).await?;
+        // What was healed is in the events; the status keeps what is left, so a
+        // pass after the converging one finds the same status and writes nothing.
         let remaining = drift_of(&desired, &after, &ids);
-        let mut status = status_of(ctx, &desired, &after, generation, drift).await?;
+        let mut status = status_of(ctx, &desired, &after, generation, remaining.clone()).await?;
         if lingering && status.phase == Phase::Ready {
             // Not converged while objects the file dropped are still there.
             status.phase = Phase::Progressing;

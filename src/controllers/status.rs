@@ -58,7 +58,8 @@ pub struct Status {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owned: Vec<Owned>,
-    /// What differed from the desired state before this pass converged it.
+    /// What still differs from the desired state after the last pass: drift
+    /// that is reported, not corrected (self-heal off, an immutable network).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<ObjectDrift>,
     /// When the content last changed (anything but the times).

@@ -185,13 +185,15 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
 }
 
 fn print_events<'a>(events: impl Iterator<Item = (String, &'a Event)>) {
-    let mut t = Table::new(["TIME", "RECORD", "TYPE", "REASON", "MESSAGE"]);
+    // A repeated event is one line: when it last happened and how often.
+    let mut t = Table::new(["LAST SEEN", "RECORD", "TYPE", "REASON", "COUNT", "MESSAGE"]);
     for (record, e) in events {
         t.row([
-            e.time.to_string(),
+            e.last_time().to_string(),
             record,
             e.type_.clone(),
             e.reason.clone(),
+            e.count.to_string(),
             e.message.clone(),
         ]);
     }
@@ -278,8 +280,12 @@ pub async fn events(global: &GlobalOpts, target: Option<&str>, watch: bool) -> R
         while let Some(item) = stream.next().await {
             let (k, n, e) = item.map_err(Failure::error)?;
             println!(
-                "{}  {k}/{n}  {}  {}  {}",
-                e.time, e.type_, e.reason, e.message
+                "{}  {k}/{n}  {}  {}  {}  {}",
+                e.last_time(),
+                e.type_,
+                e.reason,
+                e.count,
+                e.message
             );
         }
     }

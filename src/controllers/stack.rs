@@ -33,7 +33,7 @@ use crate::api::Spec;
 use crate::docker::labels::{Owner, SPEC_HASH};
 use crate::docker::{ServiceUpdate, TaskCounts, UpdateState, service_update_state};
 use crate::plan::convert::{self, SecretSource, StackObjects};
-use crate::plan::diff::{self, FieldDiff};
+use crate::plan::diff::FieldDiff;
 use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
 use crate::plan::stack::{
     add_labels, compare_service, compose_path, json_hash, keep_pinned_digest, network_ids,
@@ -356,7 +356,7 @@ fn drift_of(desired: &Desired, live: &Live, ids: &Ids) -> Vec<ObjectDrift> {
         {
             None => out.push(object("network", &net.name, ObjectState::Missing, vec![])),
             Some(l) => {
-                let fields = network_diff(&network_request(net, desired), l);
+                let fields = crate::plan::network::compare(&network_request(net, desired), l);
                 if !fields.is_empty() {
                     out.push(object("network", &net.name, ObjectState::Changed, fields));
                 }
@@ -419,22 +419,6 @@ fn object(what: &str, name: &str, state: ObjectState, fields: Vec<FieldDiff>) ->
         state,
         fields,
     }
-}
-
-fn network_diff(desired: &bollard::models::NetworkCreateRequest, live: &Network) -> Vec<FieldDiff> {
-    let want = serde_json::json!({
-        "Driver": desired.driver,
-        "Attachable": desired.attachable,
-        "Internal": desired.internal,
-        "Labels": desired.labels,
-    });
-    let have = serde_json::json!({
-        "Driver": live.driver,
-        "Attachable": live.attachable,
-        "Internal": live.internal,
-        "Labels": live.labels,
-    });
-    diff::diff(&want, &have, &[])
 }
 
 struct Orphan {

@@ -14,7 +14,7 @@
 
 use base64::Engine as _;
 use bollard::models::{Secret, SecretSpec as SwarmSecretSpec};
-use rand::Rng as _;
+use rand::{Rng as _, TryRngCore as _};
 
 use super::status::{Owned, Phase, Status};
 use super::{Context, Error, RecordKey};
@@ -39,9 +39,11 @@ fn generated_prefix(name: &str) -> String {
 /// A random value from the generator's alphabet, drawn from the OS's CSPRNG.
 fn generate(g: &Generate) -> Vec<u8> {
     let alphabet = g.charset.alphabet();
-    let mut rng = rand::rngs::OsRng;
+    // The OS generator only fails when the OS cannot give randomness at all:
+    // then no value must be made, so it panics (as `unwrap_err` documents).
+    let mut rng = rand::rngs::OsRng.unwrap_err();
     (0..g.length)
-        .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())])
         .collect()
 }
 

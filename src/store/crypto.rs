@@ -7,7 +7,7 @@ use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
+use rand::TryRngCore as _;
 use sha2::Sha256;
 
 const KEY_LEN: usize = 32;
@@ -49,6 +49,14 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+/// Fills `buf` from the operating system's generator. It fails only when the
+/// OS has no randomness to give, and then no key or nonce may be made.
+fn os_random(buf: &mut [u8]) {
+    rand::rngs::OsRng
+        .try_fill_bytes(buf)
+        .expect("the operating system's random generator failed");
+}
+
 impl SecretKey {
     /// Reads a key file holding 32 raw bytes, or the base64 of 32 bytes
     /// (surrounding whitespace ignored).
@@ -80,7 +88,7 @@ impl SecretKey {
     /// A fresh random key from the operating system's generator.
     pub fn generate() -> Self {
         let mut key = [0u8; KEY_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut key);
+        os_random(&mut key);
         Self(key)
     }
 
@@ -88,7 +96,7 @@ impl SecretKey {
     /// `nonce || ciphertext || tag`.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        os_random(&mut nonce);
         let ciphertext = self
             .cipher()
             .encrypt(Nonce::from_slice(&nonce), plaintext)

@@ -29,11 +29,7 @@ const MAX_DEPTH: usize = 64;
 /// encrypted secret store.
 pub const SECRET_REFERENCE_KEY: &str = "x-swarmkeeper-secret";
 
-/// What the secret-store names of a stack's `file:` secrets start with. Record
-/// names cannot contain `:`, so no Secret record's name collides with them.
-pub fn stack_secret_prefix(stack: &str) -> String {
-    format!("stack:{stack}:")
-}
+pub use super::sealing::stack_secret_prefix;
 
 /// A record read from a file, ready to be written.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,6 +16,7 @@ use super::network::NetworkSpec;
 use super::node::NodeSpec;
 use super::registry::RegistrySpec;
 use super::rules::{Errors, NAME_PATTERN};
+use super::sealing::check_stack_compose;
 use super::secret::SecretSpec;
 use super::stack::StackSpec;
 
@@ -269,6 +270,15 @@ impl Record {
         }
         errors.name("metadata.name", &self.metadata.name);
         self.spec.validate(&mut errors);
+        // The record's name decides which sealed values it may use.
+        if let Spec::Stack(StackSpec {
+            compose: Some(compose),
+            ..
+        }) = &self.spec
+        {
+            let name = &self.metadata.name;
+            errors.0.extend(check_stack_compose(name, compose, "spec.compose"));
+        }
         errors.0
     }
 }

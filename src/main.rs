@@ -57,6 +57,9 @@ struct Global {
     /// File of 32 random bytes (raw or base64): the key secret values are encrypted with.
     #[arg(long, global = true, env = "SWARMKEEPER_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
+    /// During a key rotation, the old key: it still opens values, never seals them.
+    #[arg(long, global = true, env = "SWARMKEEPER_PREVIOUS_SECRET_KEY_FILE")]
+    previous_secret_key_file: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "SWARMKEEPER_LOG_JSON")]
     log_json: bool,
@@ -223,6 +226,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         etcd_user: g.etcd_user,
         etcd_password_file: g.etcd_password_file,
         secret_key_file: g.secret_key_file,
+        previous_secret_key_file: g.previous_secret_key_file,
     };
     let output = |f: Format| match f {
         Format::Table => Output::Table,

@@ -62,13 +62,14 @@ pub async fn drift(
     exit_code: bool,
 ) -> Result<u8, Failure> {
     let kind = kind.map(parse_kind).transpose()?;
+    let store = global.store().await?;
     let ctx = Context {
-        store: global.store().await?,
+        keyring: global.keyring(&store, false).await?,
+        store,
         docker: Docker::connect()
             .await
             .map_err(Failure::error)?
             .scoped(&global.prefix),
-        secret_key: global.secret_key()?,
         resync: std::time::Duration::from_secs(300),
     };
     let drift = report(&ctx, kind, name).await.map_err(Failure::error)?;

@@ -38,6 +38,7 @@ const LEASE_TTL: Duration = Duration::from_secs(15);
 /// When etcd or dockerd cannot be reached at start, or the HTTP address is taken.
 pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
     let store = global.store().await?;
+    let keyring = global.keyring(&store, false).await?;
     let docker = Docker::connect()
         .await
         .map_err(Failure::error)?
@@ -47,7 +48,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         ctx: Context {
             store,
             docker,
-            secret_key: global.secret_key()?,
+            keyring,
             resync: opts.resync,
         },
         metrics: Some(metrics.clone()),

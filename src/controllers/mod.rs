@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
 use crate::runtime::{Action, Reconciler};
-use crate::store::crypto::SecretKey;
+use crate::store::crypto::Keyring;
 use crate::store::{Event, Store, StoreError};
 use status::{Phase, Status};
 
@@ -67,11 +67,12 @@ impl Error {
     }
 }
 
-/// What every reconciler shares: the store, the swarm, the secret key.
+/// What every reconciler shares: the store, the swarm, the secret keys.
 pub struct Context {
     pub store: Store,
     pub docker: Docker,
-    pub secret_key: Option<SecretKey>,
+    /// The keys that open and seal values, and the digest key; `None` without `--secret-key-file`.
+    pub keyring: Option<Keyring>,
     /// How long a converged record waits before it is looked at again when no event comes.
     pub resync: Duration,
 }

@@ -18,8 +18,8 @@ use rand::{Rng as _, TryRngCore as _};
 
 use super::status::{Owned, Phase, Status};
 use super::{Context, Error, RecordKey};
-use crate::api::Spec;
 use crate::api::secret::{Generate, SecretSpec};
+use crate::api::{SecretValue, Spec};
 use crate::docker::labels::{Owner, SPEC_HASH};
 use crate::plan::stack::versioned_name;
 use crate::runtime::Action;
@@ -37,14 +37,14 @@ fn generated_prefix(name: &str) -> String {
 }
 
 /// A random value from the generator's alphabet, drawn from the OS's CSPRNG.
-fn generate(g: &Generate) -> Vec<u8> {
+fn generate(g: &Generate) -> SecretValue {
     let alphabet = g.charset.alphabet();
     // The OS generator only fails when the OS cannot give randomness at all:
     // then no value must be made, so it panics (as `unwrap_err` documents).
     let mut rng = rand::rngs::OsRng.unwrap_err();
-    (0..g.length)
-        .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-        .collect()
+    let mut value = Vec::with_capacity(usize::from(g.length));
+    value.extend((0..g.length).map(|_| alphabet[rng.random_range(0..alphabet.len())]));
+    SecretValue::new(value)
 }
 
 /// Reads the value, generating and storing it first when it is generated and new.
@@ -52,8 +52,8 @@ async fn value(
     ctx: &Context,
     name: &str,
     spec: &SecretSpec,
-) -> Result<Result<Vec<u8>, String>, Error> {
-    let Some(key) = &ctx.secret_key else {
+) -> Result<Result<SecretValue, String>, Error> {
+    let Some(keyring) = &ctx.keyring else {
         return Ok(Err(
             "the controller has no secret key (--secret-key-file): it cannot keep secret values"
                 .into(),
@@ -64,9 +64,9 @@ async fn value(
         None => name.to_string(),
     };
     if let Some(sealed) = ctx.store.get_secret(&store_key).await? {
-        return Ok(key.open(&sealed).map_err(|_| {
-            format!("the stored value of {name:?} cannot be decrypted with this secret key")
-        }));
+        return Ok(keyring
+            .open(&store_key, &sealed)
+            .map_err(|err| format!("the stored value of {name:?} does not open: {err}")));
     }
     let Some(g) = &spec.generate else {
         return Ok(Err(format!(
@@ -74,7 +74,9 @@ async fn value(
         )));
     };
     let fresh = generate(g);
-    ctx.store.put_secret(&store_key, &key.seal(&fresh)).await?;
+    ctx.store
+        .put_secret(&store_key, &keyring.seal(&store_key, fresh.expose()))
+        .await?;
     Ok(Ok(fresh))
 }
 
@@ -129,9 +131,9 @@ pub async fn reconcile(
         Err(msg) => return ctx.fail(key, generation, msg).await,
     };
     let digest = ctx
-        .secret_key
+        .keyring
         .as_ref()
-        .map(|k| k.digest(&content))
+        .map(|k| k.digest(content.expose()))
         .unwrap_or_default();
     let versioned = match versioned_name(&key.name, &digest) {
         Ok(n) => n,
@@ -151,7 +153,7 @@ pub async fn reconcile(
                 .create_secret(SwarmSecretSpec {
                     name: Some(versioned.clone()),
                     labels: Some(labels),
-                    data: Some(base64::engine::general_purpose::STANDARD.encode(&content)),
+                    data: Some(base64::engine::general_purpose::STANDARD.encode(content.expose())),
                     ..Default::default()
                 })
                 .await?;
@@ -225,7 +227,7 @@ mod tests {
         };
         let v = generate(&g);
         assert_eq!(v.len(), 64);
-        assert!(v.iter().all(|c| Charset::Hex.alphabet().contains(c)));
+        assert!(v.expose().iter().all(|c| Charset::Hex.alphabet().contains(c)));
         assert_ne!(generate(&g), v, "two draws of 64 hex digits never repeat");
     }
 

@@ -10,7 +10,8 @@
 //! - [`secrets`]: sealed secret values and GitOps source bookkeeping.
 //! - [`watch`]: list-then-watch of desired records that survives compaction and restarts.
 //! - [`leader`]: leader election on `<prefix>/leader`.
-//! - [`crypto`]: the operator's secret key.
+//! - [`crypto`]: the operator's secret keys: sealing and keyed digests.
+//! - [`sealed`]: listing and compare-and-swap of sealed values, for key rotation; the digest key.
 
 pub mod crypto;
 mod error;
@@ -18,6 +19,7 @@ pub mod events;
 mod keys;
 pub mod leader;
 pub mod records;
+pub mod sealed;
 pub mod secrets;
 pub mod watch;
 
@@ -30,7 +32,7 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions,
 };
 
-pub use crypto::{CryptoError, SecretKey};
+pub use crypto::{CryptoError, DigestKey, KeyId, Keyring, SecretKey};
 pub use error::StoreError;
 pub use events::Event;
 pub use leader::Leadership;

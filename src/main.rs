@@ -141,10 +141,25 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Manage the key secret values are sealed with.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Write the JSON Schema of every kind.
     Schema {
         #[arg(long, default_value = "crds")]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Re-seal every stored value with a new key (--secret-key-file is the current one).
+    Rotate {
+        /// File of the new key (32 random bytes, raw or base64).
+        #[arg(long, env = "SWARMKEEPER_NEW_KEY_FILE")]
+        new_key_file: PathBuf,
     },
 }
 
@@ -290,6 +305,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             };
             cli::run::run(&global, &opts).await
         }
+        Command::Key {
+            command: KeyCommand::Rotate { new_key_file },
+        } => cli::key::rotate(&global, &new_key_file).await,
         Command::Schema { out } => cli::schema(&out),
     }
 }

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod drift;
 pub mod get;
+pub mod key;
 pub mod run;
 
 use std::path::{Path, PathBuf};

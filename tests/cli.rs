@@ -638,7 +638,9 @@ async fn secret_value_is_rewritten_only_when_it_changes() {
         .expect("cannot read the sealed value")
         .expect("no sealed value");
     assert_eq!(
-        key.open("token", &sealed).expect("the value opens").expose(),
+        key.open("token", &sealed)
+            .expect("the value opens")
+            .expose(),
         b"second-value"
     );
 }

@@ -93,7 +93,9 @@ mod tests {
             "spec.compose.secrets.stolen.x-swarmkeeper-secret"
         );
         assert!(
-            errors[0].message.contains("\"stack:first:token\" is not this stack's"),
+            errors[0]
+                .message
+                .contains("\"stack:first:token\" is not this stack's"),
             "{}",
             errors[0].message
         );

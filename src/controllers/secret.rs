@@ -227,7 +227,11 @@ mod tests {
         };
         let v = generate(&g);
         assert_eq!(v.len(), 64);
-        assert!(v.expose().iter().all(|c| Charset::Hex.alphabet().contains(c)));
+        assert!(
+            v.expose()
+                .iter()
+                .all(|c| Charset::Hex.alphabet().contains(c))
+        );
         assert_ne!(generate(&g), v, "two draws of 64 hex digits never repeat");
     }
 

@@ -23,11 +23,11 @@ use bollard::models::{
 };
 use indexmap::IndexMap;
 
+use crate::api::SecretValue;
 use crate::api::compose::{
     Command, ComposeFile, Deploy, DeployMode, External, FileRef, GoDuration, ListOrMap, Service,
     ServiceNetwork, StringOrList, UpdateConfig, VolumeEntry, parse_restart,
 };
-use crate::api::SecretValue;
 
 /// The label `docker stack` commands find a stack's objects by.
 pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";

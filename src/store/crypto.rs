@@ -147,11 +147,9 @@ impl SecretKey {
     /// [`CryptoError::KeyFormat`] when it holds anything else; the error never
     /// quotes the file's content.
     pub fn from_file(path: &Path) -> Result<Self, CryptoError> {
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| {
-            CryptoError::ReadKey {
-                path: path.to_owned(),
-                source,
-            }
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| CryptoError::ReadKey {
+            path: path.to_owned(),
+            source,
         })?);
         Self::from_bytes_or_base64(&bytes).ok_or_else(|| CryptoError::KeyFormat {
             path: path.to_owned(),
@@ -588,7 +586,10 @@ mod tests {
         let key = fixed(0x41);
         let shown = format!("{key:?} {:?}", Keyring::new(key.clone(), None));
         assert!(shown.contains(&key.id().to_string()), "{shown}");
-        assert!(!shown.contains("65, 65") && !shown.contains("4141"), "{shown}");
+        assert!(
+            !shown.contains("65, 65") && !shown.contains("4141"),
+            "{shown}"
+        );
         assert_eq!(
             format!("{:?}", DigestKey::derive(&key)),
             "DigestKey(<redacted>)"

@@ -596,12 +596,12 @@ mod tests {
             (
                 "wrong type",
                 "apiVersion: swarmkeeper.dev/v1alpha1\nkind: DatabaseUser\nmetadata: {name: u}\nspec:\n  engine: postgres\n  server: {host: db, port: x, adminUser: a, adminPasswordSecret: s}\n  user: u\n  passwordSecret: p\n",
-                "document 1 (DatabaseUser/u): spec.server.port: invalid type: string \"x\", expected u16",
+                "document 1 (DatabaseUser/u): spec.server.port: invalid type: string, expected u16",
             ),
             (
                 "unknown field",
                 "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Secret\nmetadata: {name: s}\nspec:\n  generate: {lenght: 32}\n",
-                "document 1 (Secret/s): spec.generate.lenght: unknown field `lenght`",
+                "document 1 (Secret/s): spec.generate: unknown field, expected `length` or `charset`",
             ),
             (
                 "bad second document",

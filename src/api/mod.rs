@@ -19,6 +19,7 @@ pub mod network;
 pub mod node;
 pub mod placement;
 mod record;
+mod redact;
 pub mod registry;
 mod rules;
 pub mod schema;

@@ -192,6 +192,8 @@ impl Record {
                 .ok(),
         };
         let spec_value = object.remove("spec");
+        // The controller's, kept under its own key: `get -o yaml` shows it, apply ignores it.
+        object.remove("status");
         for unknown in object.keys() {
             errors.push(
                 unknown.clone(),
@@ -348,6 +350,10 @@ mod tests {
         assert_eq!(record.to_value(), value);
         let text = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), record);
+        // As `get -o yaml` prints it, with the controller's status: read without it.
+        let mut shown = value.clone();
+        shown["status"] = json!({"phase": "Ready"});
+        assert_eq!(Record::from_value(shown).unwrap(), record);
         let keys: Vec<_> = record
             .to_value()
             .as_object()

@@ -58,8 +58,10 @@ pub async fn rotate(global: &GlobalOpts, new_key_file: &Path) -> Result<u8, Fail
     let new = SecretKey::from_file(new_key_file)
         .map_err(|e| Failure::Invalid(format!("error: --new-key-file: {e}")))?;
     let store = global.store().await?;
+    // After a run that finished, the new key sealed the digest key already:
+    // it must open too, so that running the command again is harmless.
     store
-        .digest_key(&old, true)
+        .digest_key(&old.clone().also_opening(new.clone()), true)
         .await
         .map_err(|e| Failure::Error(format!("the digest key: {e}")))?;
     let names = store.sealed_names().await.map_err(Failure::error)?;

@@ -312,7 +312,8 @@ impl DigestKey {
 #[derive(Clone)]
 pub struct Keyring {
     current: SecretKey,
-    previous: Option<SecretKey>,
+    /// The previous key first: the digest key is implied from it.
+    previous: Vec<SecretKey>,
     digest: DigestKey,
 }
 
@@ -320,7 +321,10 @@ impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyring")
             .field("current", &self.current.id)
-            .field("previous", &self.previous.as_ref().map(|k| k.id))
+            .field(
+                "previous",
+                &self.previous.iter().map(|k| k.id).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -332,16 +336,22 @@ impl Keyring {
         let digest = DigestKey::derive(previous.as_ref().unwrap_or(&current));
         Self {
             current,
-            previous,
+            previous: previous.into_iter().collect(),
             digest,
         }
+    }
+
+    /// The same keyring, also opening what `key` sealed (never sealing with it).
+    pub fn also_opening(mut self, key: SecretKey) -> Self {
+        self.previous.push(key);
+        self
     }
 
     /// The digest key to use while none is stored: the one derived from the
     /// previous key when there is one (the key the existing digests were made
     /// with), else from the current key.
     pub fn implied_digest_key(&self) -> DigestKey {
-        DigestKey::derive(self.previous.as_ref().unwrap_or(&self.current))
+        DigestKey::derive(self.previous.first().unwrap_or(&self.current))
     }
 
     /// Uses `digest` (the stored digest key) for digests.
@@ -355,7 +365,7 @@ impl Keyring {
         &self.current
     }
 
-    /// Every key that opens: the current one, then the previous one.
+    /// Every key that opens: the current one, then the previous ones.
     pub fn keys(&self) -> impl Iterator<Item = &SecretKey> {
         std::iter::once(&self.current).chain(&self.previous)
     }

@@ -17,7 +17,10 @@ use swarmkeeper::store::{SecretKey, Store};
 
 use common::{Etcd, unique_name};
 
-/// Secrets: isolation between stacks, redacted errors, key rotation; and record limits.
+/// Records: the size cap, status in `get -o json|yaml`.
+#[path = "cli/records.rs"]
+mod records;
+/// Secrets: isolation between stacks, redacted errors, key rotation.
 #[path = "cli/secrets.rs"]
 mod secrets;
 

@@ -245,7 +245,7 @@ async fn a_generated_secret_is_versioned_used_by_stacks_rotated_and_removed() {
         store.list_events(None).await.expect("events"),
         store.get_record("Secret", &secret).await.expect("record"),
     );
-    assert!(!seen.contains(&value), "the generated value leaked");
+    assert!(!seen.contains(value), "the generated value leaked");
 
     // Deleting both records removes the swarm secret and the stored values.
     delete(&store, Kind::Stack, &stack).await;

@@ -31,7 +31,7 @@ pub(crate) fn holds_secrets(kind: Kind) -> bool {
 pub(crate) fn field_error(base: &str, err: Error<serde_json::Error>, secrets: bool) -> FieldError {
     let path = join_path(base, err.path());
     // For an unknown field, serde_path_to_error's last segment is the field itself.
-    let last = err.path().iter().last().map(Segment::to_string);
+    let last = err.path().iter().next_back().map(Segment::to_string);
     let message = err.into_inner().to_string();
     if let Some(redacted) = without_value(&message) {
         return FieldError::new(path, redacted);

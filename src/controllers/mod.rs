@@ -8,6 +8,7 @@ pub mod network;
 pub mod node;
 pub mod secret;
 pub mod stack;
+mod stack_secrets;
 pub mod status;
 
 use std::fmt;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
 use crate::runtime::{Action, Reconciler};
-use crate::store::crypto::Keyring;
+use crate::store::Keyring;
 use crate::store::{Event, Store, StoreError};
 use status::{Phase, Status};
 

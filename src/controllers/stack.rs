@@ -28,9 +28,8 @@ use bollard::models::{
 use sha2::{Digest, Sha256};
 
 use super::status::{Condition, Owned, Phase, Status};
-use super::{Context, Error, RecordKey};
-use crate::api::load::SECRET_REFERENCE_KEY;
-use crate::api::{SecretValue, Spec, sealing};
+use super::{Context, Error, RecordKey, stack_secrets};
+use crate::api::{SecretValue, Spec};
 use crate::docker::labels::{Owner, SPEC_HASH};
 use crate::docker::{ServiceUpdate, TaskCounts, UpdateState, service_update_state};
 use crate::plan::convert::{self, SecretSource, StackObjects};
@@ -168,9 +167,9 @@ async fn desired(
         ctx.docker.owner_labels(&owner).into_iter().collect();
     let mut secrets = Vec::new();
     for s in &objects.secrets {
-        let content = match secret_content(ctx, name, s).await? {
+        let content = match stack_secrets::content(ctx, name, s).await? {
             Ok(content) => content,
-            Err(invalid) => return Ok(Err(invalid)),
+            Err(message) => return Ok(Err(Invalid(message))),
         };
         // A keyed digest: the version suffix must not let anyone test guesses of the value.
         let digest = match &ctx.keyring {
@@ -241,47 +240,6 @@ fn blob(
         driver: drivers.driver.cloned(),
         templating: drivers.templating.cloned(),
     })
-}
-
-/// A stack secret's content: given inline, or the stack's own sealed value.
-async fn secret_content(
-    ctx: &Context,
-    stack: &str,
-    secret: &convert::SecretObject,
-) -> Result<Result<SecretValue, Invalid>, Error> {
-    let store_key = match &secret.source {
-        SecretSource::Content(bytes) => return Ok(Ok(bytes.clone())),
-        SecretSource::StoreKey(store_key) => store_key,
-    };
-    // Checked here too, not only when the record is parsed: the reconciler
-    // never decrypts a value it has not checked is the stack's own.
-    if let Err(message) = sealing::check_stack_reference(stack, store_key) {
-        return Ok(Err(Invalid(format!(
-            "spec.compose.secrets.{}.{SECRET_REFERENCE_KEY}: {message}",
-            secret.key
-        ))));
-    }
-    Ok(read_secret(ctx, store_key).await?.ok_or_else(|| {
-        Invalid(format!(
-            "the value of secret {:?} is not in the store: apply the record again with its secret key",
-            secret.key
-        ))
-    }))
-}
-
-async fn read_secret(ctx: &Context, store_key: &str) -> Result<Option<SecretValue>, Error> {
-    let Some(sealed) = ctx.store.get_secret(store_key).await? else {
-        return Ok(None);
-    };
-    let Some(keyring) = &ctx.keyring else {
-        return Err(Error::Waiting(
-            "a secret key (--secret-key-file) is needed to read secret values".into(),
-        ));
-    };
-    keyring
-        .open(store_key, &sealed)
-        .map(Some)
-        .map_err(|e| Error::Waiting(e.to_string()))
 }
 
 /// IDs of the objects services refer to, by swarm name.

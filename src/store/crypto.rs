@@ -1,21 +1,17 @@
-//! The operator's secret keys: sealing secret values for etcd and keyed digests of them.
+//! The operator's secret key: sealing secret values for etcd.
 //!
 //! # Format
 //! A sealed value is `"skv1" || key id (8) || nonce (12) || ciphertext || tag (16)`,
 //! AES-256-GCM with the header and the value's store key (its name under
 //! `<prefix>/secrets/`, `stack:web:token`) as associated data. So a sealed value
 //! copied under another store key, or given another key id, does not open; and
-//! the key id says which key of a [`Keyring`] opens it, which is what lets the
+//! the key id says which key of a keyring opens it, which is what lets the
 //! key be rotated (`swarmkeeper key rotate`) while both keys are in use.
 //!
 //! The key id is an HMAC of the key under a label of its own: it names a key
 //! without revealing anything of it.
 //!
-//! # Digests
-//! Records and swarm secret names carry a keyed digest of a value (so a change
-//! shows, but guesses cannot be tested). Its key, the [`DigestKey`], is kept
-//! apart from the sealing key, so that rotating the sealing key changes no
-//! digest and rolls no service (see [`Keyring`]).
+//! The keys in use together, and the digest key, are in [`super::keyring`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,15 +26,13 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::api::SecretValue;
 
-const KEY_LEN: usize = 32;
+pub(super) const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// The format every sealed value starts with; values sealed before it had no header.
 const FORMAT_TAG: &[u8; 4] = b"skv1";
 const KEY_ID_LEN: usize = 8;
 const HEADER_LEN: usize = FORMAT_TAG.len() + KEY_ID_LEN;
-/// Domain separation: the digest key is derived from, never equal to, the sealing key.
-const DIGEST_KEY_LABEL: &[u8] = b"swarmkeeper/digest/v1";
 /// Domain separation for key ids, so an id is no digest of anything else.
 const KEY_ID_LABEL: &[u8] = b"swarmkeeper/key-id/v1";
 
@@ -122,14 +116,15 @@ fn os_random(buf: &mut [u8]) {
         .expect("the operating system's random generator failed");
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+/// HMAC-SHA256 of `data` under `key`.
+pub(super) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
 
 impl SecretKey {
-    fn from_raw(bytes: [u8; KEY_LEN]) -> Self {
+    pub(super) fn from_raw(bytes: [u8; KEY_LEN]) -> Self {
         let digest = Zeroizing::new(hmac(&bytes, KEY_ID_LABEL));
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&digest[..KEY_ID_LEN]);
@@ -175,6 +170,11 @@ impl SecretKey {
         let mut key = [0u8; KEY_LEN];
         os_random(&mut key);
         Self::from_raw(key)
+    }
+
+    /// An HMAC of `label` under this key: what keys derived from it are made of.
+    pub(super) fn derive(&self, label: &[u8]) -> [u8; KEY_LEN] {
+        hmac(&self.bytes, label)
     }
 
     /// This key's public name, as sealed values carry it.
@@ -265,138 +265,6 @@ fn associated_data(header: &[u8], store_key: &str) -> Vec<u8> {
     aad.extend_from_slice(header);
     aad.extend_from_slice(store_key.as_bytes());
     aad
-}
-
-/// The key of the keyed digests in records and swarm secret names.
-///
-/// It is first derived from a sealing key (as digests always were, so
-/// upgrading changes none), then stored sealed in etcd and kept across key
-/// rotations (see `Store::digest_key`).
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct DigestKey([u8; KEY_LEN]);
-
-impl fmt::Debug for DigestKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DigestKey(<redacted>)")
-    }
-}
-
-impl DigestKey {
-    /// The digest key a sealing key implies.
-    pub fn derive(key: &SecretKey) -> Self {
-        Self(hmac(&key.bytes, DIGEST_KEY_LABEL))
-    }
-
-    /// A digest key from its stored bytes; `None` unless there are 32.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        <[u8; KEY_LEN]>::try_from(bytes).ok().map(Self)
-    }
-
-    /// The key's bytes, to be stored sealed and nowhere else.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// A hex HMAC-SHA256 of `plaintext`, so a record or status can show that
-    /// a secret changed without revealing it.
-    pub fn digest(&self, plaintext: &[u8]) -> String {
-        hex::encode(hmac(&self.0, plaintext))
-    }
-}
-
-/// The keys in use: the current one seals, the current and the previous one
-/// open (by the key id in each value), and the digest key digests.
-///
-/// During a rotation the controller runs with the new key as current and the
-/// old one as previous, so it reads values whichever key sealed them.
-#[derive(Clone)]
-pub struct Keyring {
-    current: SecretKey,
-    /// The previous key first: the digest key is implied from it.
-    previous: Vec<SecretKey>,
-    digest: DigestKey,
-}
-
-impl fmt::Debug for Keyring {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring")
-            .field("current", &self.current.id)
-            .field(
-                "previous",
-                &self.previous.iter().map(|k| k.id).collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-impl Keyring {
-    /// A keyring whose digest key is the one [`Keyring::implied_digest_key`]
-    /// gives, until [`Keyring::with_digest_key`] sets the stored one.
-    pub fn new(current: SecretKey, previous: Option<SecretKey>) -> Self {
-        let digest = DigestKey::derive(previous.as_ref().unwrap_or(&current));
-        Self {
-            current,
-            previous: previous.into_iter().collect(),
-            digest,
-        }
-    }
-
-    /// The same keyring, also opening what `key` sealed (never sealing with it).
-    pub fn also_opening(mut self, key: SecretKey) -> Self {
-        self.previous.push(key);
-        self
-    }
-
-    /// The digest key to use while none is stored: the one derived from the
-    /// previous key when there is one (the key the existing digests were made
-    /// with), else from the current key.
-    pub fn implied_digest_key(&self) -> DigestKey {
-        DigestKey::derive(self.previous.first().unwrap_or(&self.current))
-    }
-
-    /// Uses `digest` (the stored digest key) for digests.
-    pub fn with_digest_key(mut self, digest: DigestKey) -> Self {
-        self.digest = digest;
-        self
-    }
-
-    /// The key that seals.
-    pub fn current(&self) -> &SecretKey {
-        &self.current
-    }
-
-    /// Every key that opens: the current one, then the previous ones.
-    pub fn keys(&self) -> impl Iterator<Item = &SecretKey> {
-        std::iter::once(&self.current).chain(&self.previous)
-    }
-
-    /// Seals `plaintext` for `store_key` with the current key.
-    pub fn seal(&self, store_key: &str, plaintext: &[u8]) -> Vec<u8> {
-        self.current.seal(store_key, plaintext)
-    }
-
-    /// Opens a value with whichever key of the ring its key id names.
-    ///
-    /// # Errors
-    /// As [`SecretKey::open`]; [`CryptoError::UnknownKey`] when no key of the
-    /// ring sealed it.
-    pub fn open(&self, store_key: &str, sealed: &[u8]) -> Result<SecretValue, CryptoError> {
-        let key_id = KeyId::of_sealed(sealed).ok_or(CryptoError::OldFormat)?;
-        self.keys()
-            .find(|k| k.id == key_id)
-            .ok_or(CryptoError::UnknownKey { key_id })?
-            .open(store_key, sealed)
-    }
-
-    /// Whether the current key sealed this value.
-    pub fn is_current(&self, sealed: &[u8]) -> bool {
-        KeyId::of_sealed(sealed) == Some(self.current.id)
-    }
-
-    /// The keyed digest of `plaintext` (hex HMAC-SHA256 under the digest key).
-    pub fn digest(&self, plaintext: &[u8]) -> String {
-        self.digest.digest(plaintext)
-    }
 }
 
 #[cfg(test)]
@@ -505,27 +373,10 @@ mod tests {
                 .unwrap(),
         );
         assert!(matches!(key.open("a", &old), Err(CryptoError::OldFormat)));
-        let ring = Keyring::new(key.clone(), None);
+        let ring = super::super::keyring::Keyring::new(key.clone(), None);
         assert!(matches!(ring.open("a", &old), Err(CryptoError::OldFormat)));
         assert_eq!(key.open_old_format(&old).unwrap().expose(), b"hunter2");
         assert!(SecretKey::generate().open_old_format(&old).is_err());
-    }
-
-    #[test]
-    fn a_keyring_opens_with_either_key_and_seals_with_the_current() {
-        let old = SecretKey::generate();
-        let new = SecretKey::generate();
-        let sealed_old = old.seal("a", b"one");
-        let ring = Keyring::new(new.clone(), Some(old.clone()));
-        assert_eq!(ring.open("a", &sealed_old).unwrap().expose(), b"one");
-        let sealed_new = ring.seal("b", b"two");
-        assert!(ring.is_current(&sealed_new) && !ring.is_current(&sealed_old));
-        assert_eq!(new.open("b", &sealed_new).unwrap().expose(), b"two");
-        let only_new = Keyring::new(new, None);
-        assert!(matches!(
-            only_new.open("a", &sealed_old),
-            Err(CryptoError::UnknownKey { .. })
-        ));
     }
 
     #[test]
@@ -562,47 +413,10 @@ mod tests {
     }
 
     #[test]
-    fn digest_is_stable_per_key_and_differs_across_keys() {
-        let key = DigestKey::derive(&fixed(1));
-        let other = DigestKey::derive(&fixed(2));
-        assert_eq!(key.digest(b"pw"), key.digest(b"pw"));
-        assert_ne!(key.digest(b"pw"), key.digest(b"pw2"));
-        assert_ne!(key.digest(b"pw"), other.digest(b"pw"));
-        assert_eq!(key.digest(b"pw").len(), 64);
-    }
-
-    #[test]
-    fn digests_are_those_made_before_key_ids() {
-        // HMAC under HMAC(key, label): what every stored record already carries.
-        let key = fixed(1);
-        let derived = hmac(&[1u8; KEY_LEN], DIGEST_KEY_LABEL);
-        let expected = hex::encode(hmac(&derived, b"pw"));
-        assert_eq!(DigestKey::derive(&key).digest(b"pw"), expected);
-    }
-
-    #[test]
-    fn a_rotation_keeps_digests_once_the_digest_key_is_set() {
-        let old = fixed(1);
-        let new = fixed(2);
-        let before = Keyring::new(old.clone(), None);
-        let during = Keyring::new(new.clone(), Some(old));
-        assert_eq!(during.digest(b"pw"), before.digest(b"pw"));
-        let after = Keyring::new(new, None).with_digest_key(during.implied_digest_key());
-        assert_eq!(after.digest(b"pw"), before.digest(b"pw"));
-    }
-
-    #[test]
     fn debug_is_redacted() {
         let key = fixed(0x41);
-        let shown = format!("{key:?} {:?}", Keyring::new(key.clone(), None));
+        let shown = format!("{key:?}");
         assert!(shown.contains(&key.id().to_string()), "{shown}");
-        assert!(
-            !shown.contains("65, 65") && !shown.contains("4141"),
-            "{shown}"
-        );
-        assert_eq!(
-            format!("{:?}", DigestKey::derive(&key)),
-            "DigestKey(<redacted>)"
-        );
+        assert!(!shown.contains("65, 65"), "{shown}");
     }
 }

@@ -10,12 +10,14 @@
 //! - [`secrets`]: sealed secret values and GitOps source bookkeeping.
 //! - [`watch`]: list-then-watch of desired records that survives compaction and restarts.
 //! - [`leader`]: leader election on `<prefix>/leader`.
-//! - [`crypto`]: the operator's secret keys: sealing and keyed digests.
+//! - [`crypto`]: the operator's secret key: sealing values bound to their store key.
+//! - [`keyring`]: the keys in use during a rotation, and the digest key.
 //! - [`sealed`]: listing and compare-and-swap of sealed values, for key rotation; the digest key.
 
 pub mod crypto;
 mod error;
 pub mod events;
+pub mod keyring;
 mod keys;
 pub mod leader;
 pub mod records;
@@ -32,9 +34,10 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions,
 };
 
-pub use crypto::{CryptoError, DigestKey, KeyId, Keyring, SecretKey};
+pub use crypto::{CryptoError, KeyId, SecretKey};
 pub use error::StoreError;
 pub use events::Event;
+pub use keyring::{DigestKey, Keyring};
 pub use leader::Leadership;
 pub use records::{Expect, PutOutcome, RecordPut, StoredRecord, Versioned};
 pub use secrets::SourceRecord;

@@ -4,7 +4,8 @@
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
-use super::crypto::{CryptoError, DigestKey, Keyring};
+use super::crypto::CryptoError;
+use super::keyring::{DigestKey, Keyring};
 use super::{Store, StoreError};
 
 /// The store name of the digest key. Record names cannot contain `:`, and a

@@ -266,7 +266,9 @@ fn load_file(
     problems: &mut Vec<Problem>,
 ) {
     let is_json = file.extension().is_some_and(|ext| ext == "json");
-    let documents = match read_text(file).and_then(|text| parse_documents(&text, is_json)) {
+    // A record file may hold a literal secret: its text is wiped once parsed.
+    let text = read_text(file).map(zeroize::Zeroizing::new);
+    let documents = match text.and_then(|text| parse_documents(&text, is_json)) {
         Ok(documents) => documents,
         Err(message) => return problems.push(file_problem(file, message)),
     };

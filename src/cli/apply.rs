@@ -85,6 +85,20 @@ fn stored_values(loaded: &[LoadedRecord], keyring: Option<&Keyring>) -> Vec<Valu
         .collect()
 }
 
+/// The keys with the stored digest key, read only when a record needs digests:
+/// records without secret values apply whatever the keys.
+async fn digest_keyring(
+    store: &Store,
+    keys: Option<Keyring>,
+    carries_secrets: bool,
+) -> Result<Option<Keyring>, Failure> {
+    if carries_secrets {
+        with_digest_key(store, keys, false).await
+    } else {
+        Ok(keys)
+    }
+}
+
 /// Refuses records too large for etcd, naming each with the limit.
 fn check_sizes(loaded: &[LoadedRecord], values: &[Value]) -> Result<(), Failure> {
     let problems: Vec<String> = loaded
@@ -167,7 +181,8 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
         )));
     }
     let store = global.store().await?;
-    let keyring = with_digest_key(&store, keys, false).await?;
+    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
+    let keyring = digest_keyring(&store, keys, carries_secrets).await?;
     let mut values = stored_values(&loaded, keyring.as_ref());
     check_sizes(&loaded, &values)?;
     let suffix = if opts.dry_run { " (dry run)" } else { "" };
@@ -210,7 +225,6 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
         return Ok(0);
     }
 
-    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
     if let Some(keyring) = keyring.filter(|_| carries_secrets) {
         // The digests were made with the stored digest key or, while none is
         // stored, the one the keys imply: store it now, before a record uses it,
@@ -327,9 +341,11 @@ async fn delete_ids(store: &Store, ids: &[String]) -> Result<(), Failure> {
 /// Invalid records (exit 64) or etcd failures (exit 1).
 pub async fn diff(global: &GlobalOpts, files: &[PathBuf], exit_code: bool) -> Result<u8, Failure> {
     let loaded = load(files)?;
-    require_key(&loaded, global.key_files()?.is_some())?;
+    let keys = global.key_files()?;
+    require_key(&loaded, keys.is_some())?;
     let store = global.store().await?;
-    let keyring = global.keyring(&store, false).await?;
+    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
+    let keyring = digest_keyring(&store, keys, carries_secrets).await?;
     let values = stored_values(&loaded, keyring.as_ref());
     let mut changed = false;
     for (l, desired) in loaded.iter().zip(values) {

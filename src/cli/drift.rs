@@ -26,13 +26,15 @@ pub async fn drift(
     exit_code: bool,
 ) -> Result<u8, Failure> {
     let kind = kind.map(parse_kind).transpose()?;
+    let store = global.store().await?;
+    let keyring = global.keyring(&store, false).await?;
     let ctx = Context::new(
-        global.store().await?,
+        store,
         Docker::connect()
             .await
             .map_err(Failure::error)?
             .scoped(&global.prefix),
-        global.secret_key()?,
+        keyring,
         std::time::Duration::from_secs(300),
     );
     let drift = controllers::drift(&ctx, kind, name)

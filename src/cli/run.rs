@@ -48,12 +48,13 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         .transpose()
         .map_err(|e| Failure::Invalid(format!("error: --http-token-file: {e}")))?;
     let store = global.store().await?;
+    let keyring = global.keyring(&store, false).await?;
     let docker = Docker::connect()
         .await
         .map_err(Failure::error)?
         .scoped(&global.prefix);
     let metrics = Arc::new(Metrics::new(&docker));
-    let ctx = Context::new(store, docker, global.secret_key()?, opts.resync)
+    let ctx = Context::new(store, docker, keyring, opts.resync)
         .with_drift(DriftCache::with_gauge(metrics.drift_objects.clone()));
     let identity = format!(
         "{}-{}",

@@ -9,6 +9,7 @@ pub mod network;
 pub mod node;
 pub mod secret;
 pub mod stack;
+mod stack_secrets;
 pub mod status;
 pub mod triggers;
 
@@ -21,8 +22,7 @@ use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
 use crate::plan::drift::DriftReport;
 use crate::runtime::{Action, Reconciler};
-use crate::store::crypto::SecretKey;
-use crate::store::{Event, Store, StoreError, WriteFence};
+use crate::store::{Event, Keyring, Store, StoreError, WriteFence};
 use crate::text::{MESSAGE_LIMIT, truncate};
 pub use drift_cache::DriftCache;
 use status::{Phase, Status};
@@ -100,12 +100,13 @@ impl Error {
     }
 }
 
-/// What every reconciler shares: the store, the swarm, the secret key.
+/// What every reconciler shares: the store, the swarm, the secret keys.
 #[derive(Clone)]
 pub struct Context {
     pub store: Store,
     pub docker: Docker,
-    pub secret_key: Option<SecretKey>,
+    /// The keys that open and seal values, and the digest key; `None` without `--secret-key-file`.
+    pub keyring: Option<Keyring>,
     /// How long a converged record waits before it is looked at again when no event comes.
     pub resync: Duration,
     /// The last event of each record, to fold repeats into it.
@@ -116,16 +117,11 @@ pub struct Context {
 
 impl Context {
     /// A context of `store` and `docker`, with no event written yet.
-    pub fn new(
-        store: Store,
-        docker: Docker,
-        secret_key: Option<SecretKey>,
-        resync: Duration,
-    ) -> Self {
+    pub fn new(store: Store, docker: Docker, keyring: Option<Keyring>, resync: Duration) -> Self {
         Self {
             store,
             docker,
-            secret_key,
+            keyring,
             resync,
             last_events: Arc::default(),
             drift: Arc::default(),

@@ -23,6 +23,7 @@ use bollard::models::{
 };
 use indexmap::IndexMap;
 
+use crate::api::SecretValue;
 use crate::api::compose::{
     Command, ComposeFile, Deploy, DeployMode, External, FileRef, GoDuration, ListOrMap, Service,
     ServiceNetwork, StringOrList, UpdateConfig, VolumeEntry, parse_restart,
@@ -82,8 +83,9 @@ pub struct NetworkObject {
 /// Where a secret's or config's bytes come from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    /// The bytes themselves (a config's `content`, or the empty data of a driver secret).
-    Content(Vec<u8>),
+    /// The bytes themselves (a config's `content`, or the empty data of a driver
+    /// secret), held as secret bytes since this type carries secrets' contents too.
+    Content(SecretValue),
     /// The store key of an encrypted value (`x-swarmkeeper-secret`), read by the controller.
     StoreKey(String),
 }
@@ -349,7 +351,7 @@ fn convert_secrets(
         let source = match (&def.store_key, &driver) {
             (Some(store_key), _) => SecretSource::StoreKey(store_key.clone()),
             // A driver secret's value comes from the plugin: the CLI sends empty data.
-            (None, Some(_)) => SecretSource::Content(Vec::new()),
+            (None, Some(_)) => SecretSource::Content(SecretValue::new(Vec::new())),
             (None, None) => {
                 return Err(ConvertError::ConvertSecret {
                     key: key.clone(),
@@ -400,7 +402,7 @@ fn convert_configs(
             key: key.clone(),
             name,
             labels: stack_labels(stack, def.labels.as_ref()),
-            source: SecretSource::Content(content.clone().into_bytes()),
+            source: SecretSource::Content(SecretValue::from(content.as_str())),
             templating: templating(def.template_driver.as_ref()),
         });
     }
@@ -1404,7 +1406,7 @@ mod tests {
         );
         assert_eq!(
             objects.configs[0].source,
-            SecretSource::Content(b"listen 80\n".to_vec())
+            SecretSource::Content(SecretValue::from("listen 80\n"))
         );
         assert_eq!(
             objects.configs[0].templating.as_ref().unwrap().name,
@@ -1569,7 +1571,7 @@ mod tests {
 
     #[test]
     fn secret_content_never_shows_in_debug() {
-        let source = SecretSource::Content(b"hunter2".to_vec());
+        let source = SecretSource::Content(SecretValue::from("hunter2"));
         assert_eq!(format!("{source:?}"), "Content(<7 bytes>)");
     }
 }

@@ -2,10 +2,11 @@
 //! names, each value with its revision, compare-and-swap writes, and the
 //! digest key that stays the same across rotations.
 
-use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, TxnOp};
 
 use super::crypto::CryptoError;
 use super::keyring::{DigestKey, Keyring};
+use super::txn::Write;
 use super::{Store, StoreError};
 
 /// The store name of the digest key. Record names cannot contain `:`, and a
@@ -87,18 +88,11 @@ impl Store {
         mod_revision: i64,
     ) -> Result<bool, StoreError> {
         let key = self.keys().secret(name)?;
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                mod_revision,
-            )])
-            .and_then([TxnOp::put(key.as_str(), sealed, None)]);
-        self.kv()
-            .txn(txn)
+        let unchanged = Compare::mod_revision(key.as_str(), CompareOp::Equal, mod_revision);
+        let put = TxnOp::put(key.as_str(), sealed, None);
+        self.commit(Write::Put, &key, vec![unchanged], vec![put], Vec::new())
             .await
             .map(|resp| resp.succeeded())
-            .map_err(|source| StoreError::Put { key, source })
     }
 
     /// The digest key: the stored one, opened with `keyring`; while none is

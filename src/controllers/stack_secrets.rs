@@ -15,8 +15,9 @@ use crate::plan::convert::{SecretObject, SecretSource};
 /// The content of `secret` of `stack`.
 ///
 /// # Errors
-/// The outer error is transient (etcd, no key to open with, a value that does
-/// not open); the inner one says why the record cannot converge as it is.
+/// The outer error is etcd failing (transient), or no key to open with or a
+/// value that does not open ([`Error::Invalid`]: the record is `Failed`); the
+/// inner one says why the record cannot converge as it is.
 pub(super) async fn content(
     ctx: &Context,
     stack: &str,

@@ -9,6 +9,7 @@ pub mod network;
 pub mod node;
 pub mod secret;
 pub mod stack;
+mod stack_execute;
 mod stack_secrets;
 pub mod status;
 pub mod triggers;

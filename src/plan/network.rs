@@ -98,6 +98,25 @@ pub fn compare(want: &NetworkCreateRequest, live: &Network) -> Vec<FieldDiff> {
     diff::diff(&desired, &have, &[])
 }
 
+/// The network dockerd answers for one created from `req`, with what the
+/// overlay driver adds: for tests of what compares with it.
+#[cfg(test)]
+pub(crate) fn as_created(req: &NetworkCreateRequest, id: &str) -> Network {
+    let mut options = req.options.clone().unwrap_or_default();
+    options.insert(VXLAN_IDS.into(), "4097".into());
+    Network {
+        id: Some(id.to_owned()),
+        name: Some(req.name.clone()),
+        driver: req.driver.clone(),
+        attachable: req.attachable,
+        internal: req.internal,
+        options: Some(options),
+        labels: req.labels.clone(),
+        ipam: req.ipam.clone(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,18 +137,7 @@ mod tests {
     }
 
     fn live_from(req: &NetworkCreateRequest) -> Network {
-        let mut options = req.options.clone().unwrap_or_default();
-        options.insert(VXLAN_IDS.into(), "4097".into());
-        Network {
-            name: Some(req.name.clone()),
-            driver: req.driver.clone(),
-            attachable: req.attachable,
-            internal: req.internal,
-            options: Some(options),
-            labels: req.labels.clone(),
-            ipam: req.ipam.clone(),
-            ..Default::default()
-        }
+        as_created(req, "id")
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! Planning for a Stack: which swarm objects to create, update and remove, and
-//! the field paths that differ, from the converted compose file and the live
-//! objects the stack owns. Pure: the reconciler does the IO.
+//! Comparing a stack's objects with the live ones: a service spec against the
+//! live service (normalised for what dockerd fills in), field paths in compose
+//! terms, and the names and hashes that make objects comparable at all.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{Service, ServiceSpec};
 use serde_json::Value;
 
-use super::diff::{self, DaemonDefault, FieldDiff};
+use crate::plan::diff::{self, DaemonDefault, FieldDiff};
 
 /// Values Docker (or the docker CLI's defaults, applied by the daemon) fills
 /// into a service spec that the compose file left out.

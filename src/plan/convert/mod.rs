@@ -1026,29 +1026,43 @@ fn convert_mount(stack: &str, compose: &ComposeFile, entry: &VolumeEntry) -> Res
     Ok(mount)
 }
 
+/// What the seams' unit tests share: the compose fixtures and the lookups into their result.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::compose::tests::{EVERYTHING, KITTENAPI, LAB3, TRAEFIK, WHOAMI, parse};
+mod fixtures {
+    use bollard::models::{ServiceSpec, TaskSpec, TaskSpecContainerSpec};
 
-    fn convert(text: &str) -> StackObjects {
+    use super::{StackObjects, convert_stack};
+    pub(super) use crate::api::compose::tests::{
+        EVERYTHING, KITTENAPI, LAB3, TRAEFIK, WHOAMI, parse,
+    };
+
+    /// The objects of `text` deployed as the stack `demo`.
+    pub(super) fn convert(text: &str) -> StackObjects {
         convert_stack("demo", &parse(text)).unwrap()
     }
 
-    fn service<'a>(objects: &'a StackObjects, key: &str) -> &'a ServiceSpec {
+    pub(super) fn service<'a>(objects: &'a StackObjects, key: &str) -> &'a ServiceSpec {
         &objects.services.iter().find(|s| s.key == key).unwrap().spec
     }
 
-    fn container(spec: &ServiceSpec) -> &TaskSpecContainerSpec {
+    pub(super) fn container(spec: &ServiceSpec) -> &TaskSpecContainerSpec {
         spec.task_template
             .as_ref()
             .and_then(|t| t.container_spec.as_ref())
             .unwrap()
     }
 
-    fn task(spec: &ServiceSpec) -> &TaskSpec {
+    pub(super) fn task(spec: &ServiceSpec) -> &TaskSpec {
         spec.task_template.as_ref().unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{
+        EVERYTHING, KITTENAPI, LAB3, TRAEFIK, WHOAMI, container, convert, parse, service, task,
+    };
+    use super::*;
 
     #[test]
     fn kittenapi_uses_external_objects_by_their_plain_names() {
@@ -1216,7 +1230,7 @@ mod tests {
     }
 
     #[test]
-    fn everything_converts_as_the_cli_does() {
+    fn everything_service_and_container_convert_as_the_cli_does() {
         let objects = convert(EVERYTHING);
         let web = service(&objects, "web");
         let c = container(web);
@@ -1266,6 +1280,32 @@ mod tests {
         assert_eq!(health.start_period, Some(1_500_000_000));
         assert_eq!(health.retries, Some(3));
 
+        let t = task(web);
+        let restart = t.restart_policy.as_ref().unwrap();
+        assert_eq!(
+            (restart.delay, restart.max_attempts, restart.window),
+            (Some(5_000_000_000), Some(3), Some(120_000_000_000))
+        );
+        let log = t.log_driver.as_ref().unwrap();
+        assert_eq!(log.name.as_deref(), Some("json-file"));
+        assert_eq!(log.options.as_ref().unwrap()["max-file"], "3");
+
+        let job = service(&objects, "job");
+        let restart = task(job).restart_policy.as_ref().unwrap();
+        assert_eq!(
+            (restart.condition, restart.max_attempts),
+            (
+                Some(bollard::models::TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+                Some(3)
+            )
+        );
+    }
+
+    #[test]
+    fn everything_secrets_and_configs_convert_as_the_cli_does() {
+        let objects = convert(EVERYTHING);
+        let web = service(&objects, "web");
+        let c = container(web);
         let secrets = c.secrets.as_ref().unwrap();
         assert_eq!(secrets.len(), 2);
         let custom = secrets
@@ -1278,6 +1318,25 @@ mod tests {
         let configs = c.configs.as_ref().unwrap();
         assert_eq!(configs[0].config_name.as_deref(), Some("demo_app_conf"));
 
+        assert_eq!(
+            objects.secrets[0].source,
+            SecretSource::StoreKey("stacks/demo/token".to_owned())
+        );
+        assert_eq!(
+            objects.configs[0].source,
+            SecretSource::Content(b"listen 80\n".to_vec())
+        );
+        assert_eq!(
+            objects.configs[0].templating.as_ref().unwrap().name,
+            "golang"
+        );
+    }
+
+    #[test]
+    fn everything_mounts_convert_as_the_cli_does() {
+        let objects = convert(EVERYTHING);
+        let web = service(&objects, "web");
+        let c = container(web);
         let mounts = c.mounts.as_ref().unwrap();
         assert_eq!(mounts[0].read_only, Some(true));
         assert_eq!(
@@ -1300,7 +1359,12 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(driver.name.as_deref(), Some("local"));
+    }
 
+    #[test]
+    fn everything_ports_convert_as_the_cli_does() {
+        let objects = convert(EVERYTHING);
+        let web = service(&objects, "web");
         let endpoint = web.endpoint_spec.as_ref().unwrap();
         assert_eq!(
             endpoint.mode,
@@ -1322,7 +1386,12 @@ mod tests {
                 (Some(8443), Some(443))
             ]
         );
+    }
 
+    #[test]
+    fn everything_deploy_converts_as_the_cli_does() {
+        let objects = convert(EVERYTHING);
+        let web = service(&objects, "web");
         let t = task(web);
         let placement = t.placement.as_ref().unwrap();
         assert_eq!(
@@ -1344,21 +1413,6 @@ mod tests {
         assert_eq!(reservations.nano_cpus, Some(250_000_000));
         assert_eq!(reservations.memory_bytes, Some(20 * 1024 * 1024));
         assert_eq!(reservations.generic_resources.as_ref().unwrap().len(), 1);
-        let restart = t.restart_policy.as_ref().unwrap();
-        assert_eq!(
-            (restart.delay, restart.max_attempts, restart.window),
-            (Some(5_000_000_000), Some(3), Some(120_000_000_000))
-        );
-        let log = t.log_driver.as_ref().unwrap();
-        assert_eq!(log.name.as_deref(), Some("json-file"));
-        assert_eq!(log.options.as_ref().unwrap()["max-file"], "3");
-        let nets = t.networks.as_ref().unwrap();
-        assert_eq!(nets[0].target.as_deref(), Some("demo_front"));
-        assert_eq!(
-            nets[0].aliases,
-            Some(vec!["www".to_owned(), "web".to_owned()])
-        );
-        assert_eq!(nets[1].target.as_deref(), Some("shared-back"));
 
         let update = web.update_config.as_ref().unwrap();
         assert_eq!(update.parallelism, Some(2));
@@ -1378,14 +1432,20 @@ mod tests {
 
         let job = service(&objects, "job");
         assert_eq!(job.mode.as_ref().unwrap().global_job, Some(HashMap::new()));
-        let restart = task(job).restart_policy.as_ref().unwrap();
+    }
+
+    #[test]
+    fn everything_networks_convert_as_the_cli_does() {
+        let objects = convert(EVERYTHING);
+        let web = service(&objects, "web");
+        let t = task(web);
+        let nets = t.networks.as_ref().unwrap();
+        assert_eq!(nets[0].target.as_deref(), Some("demo_front"));
         assert_eq!(
-            (restart.condition, restart.max_attempts),
-            (
-                Some(bollard::models::TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
-                Some(3)
-            )
+            nets[0].aliases,
+            Some(vec!["www".to_owned(), "web".to_owned()])
         );
+        assert_eq!(nets[1].target.as_deref(), Some("shared-back"));
 
         let front = objects.networks.iter().find(|n| n.key == "front").unwrap();
         assert_eq!(front.spec.attachable, Some(true));
@@ -1398,18 +1458,6 @@ mod tests {
         );
         assert_eq!(front.spec.labels.as_ref().unwrap()["a"], "b");
         assert_eq!(objects.externals.networks, vec!["shared-back"]);
-        assert_eq!(
-            objects.secrets[0].source,
-            SecretSource::StoreKey("stacks/demo/token".to_owned())
-        );
-        assert_eq!(
-            objects.configs[0].source,
-            SecretSource::Content(b"listen 80\n".to_vec())
-        );
-        assert_eq!(
-            objects.configs[0].templating.as_ref().unwrap().name,
-            "golang"
-        );
     }
 
     #[test]

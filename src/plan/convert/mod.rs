@@ -1240,8 +1240,7 @@ mod tests {
     #[test]
     fn everything_secrets_and_configs_convert_as_the_cli_does() {
         let objects = convert(EVERYTHING);
-        let web = service(&objects, "web");
-        let c = container(web);
+        let c = container(service(&objects, "web"));
         let secrets = c.secrets.as_ref().unwrap();
         assert_eq!(secrets.len(), 2);
         let custom = secrets
@@ -1271,8 +1270,7 @@ mod tests {
     #[test]
     fn everything_ports_convert_as_the_cli_does() {
         let objects = convert(EVERYTHING);
-        let web = service(&objects, "web");
-        let endpoint = web.endpoint_spec.as_ref().unwrap();
+        let endpoint = service(&objects, "web").endpoint_spec.as_ref().unwrap();
         assert_eq!(
             endpoint.mode,
             Some(bollard::models::EndpointSpecModeEnum::DNSRR)
@@ -1344,9 +1342,7 @@ mod tests {
     #[test]
     fn everything_networks_convert_as_the_cli_does() {
         let objects = convert(EVERYTHING);
-        let web = service(&objects, "web");
-        let t = task(web);
-        let nets = t.networks.as_ref().unwrap();
+        let nets = task(service(&objects, "web")).networks.as_ref().unwrap();
         assert_eq!(nets[0].target.as_deref(), Some("demo_front"));
         assert_eq!(
             nets[0].aliases,

@@ -108,8 +108,7 @@ mod tests {
     #[test]
     fn everything_mounts_convert_as_the_cli_does() {
         let objects = convert(EVERYTHING);
-        let web = service(&objects, "web");
-        let c = container(web);
+        let c = container(service(&objects, "web"));
         let mounts = c.mounts.as_ref().unwrap();
         assert_eq!(mounts[0].read_only, Some(true));
         assert_eq!(

@@ -9,13 +9,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use bollard::models::{
-    Driver, EndpointPortConfig, EndpointSpec, GenericResourcesInner,
-    GenericResourcesInnerDiscreteResourceSpec, HealthConfig, Ipam, IpamConfig, Limit,
-    NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, ResourcesUlimits, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
-    ServiceSpecRollbackConfig, ServiceSpecUpdateConfig, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges,
+    Driver, GenericResourcesInner, GenericResourcesInnerDiscreteResourceSpec, HealthConfig, Ipam,
+    IpamConfig, Limit, NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject,
+    ResourcesUlimits, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges,
     TaskSpecContainerSpecPrivilegesCredentialSpec, TaskSpecContainerSpecSecrets, TaskSpecLogDriver,
     TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy,
@@ -27,8 +26,10 @@ use crate::api::compose::{
     ServiceNetwork, StringOrList, UpdateConfig, parse_restart,
 };
 
+mod ports;
 mod volumes;
 
+use ports::convert_endpoint_spec;
 use volumes::convert_mount;
 
 /// The label `docker stack` commands find a stack's objects by.
@@ -465,13 +466,7 @@ fn convert_service(
         update_config: deploy.update_config.as_ref().map(update_config),
         rollback_config: deploy.rollback_config.as_ref().map(rollback_config),
         networks: None,
-        endpoint_spec: Some(EndpointSpec {
-            mode: deploy
-                .endpoint_mode
-                .map(|m| m.as_str().parse())
-                .transpose()?,
-            ports: non_empty(convert_ports(service)?),
-        }),
+        endpoint_spec: Some(convert_endpoint_spec(&deploy, service)?),
     })
 }
 
@@ -806,30 +801,6 @@ update_config_fn!(
     ServiceSpecRollbackConfigOrderEnum
 );
 
-fn convert_ports(service: &Service) -> Result<Vec<EndpointPortConfig>, String> {
-    let mut specs = Vec::new();
-    for (i, port) in service.ports.iter().enumerate() {
-        specs.extend(port.expand().map_err(|e| format!("ports[{i}]: {e}"))?);
-    }
-    // The CLI sorts by published port only; ties keep the file's order (its sort is
-    // stable for the short lists services have).
-    specs.sort_by_key(|p| p.published);
-    specs
-        .into_iter()
-        .map(|p| {
-            Ok(EndpointPortConfig {
-                name: None,
-                protocol: (!p.protocol.is_empty())
-                    .then(|| p.protocol.parse())
-                    .transpose()?,
-                target_port: Some(i64::from(p.target)),
-                published_port: (p.published != 0).then_some(i64::from(p.published)),
-                publish_mode: (!p.mode.is_empty()).then(|| p.mode.parse()).transpose()?,
-            })
-        })
-        .collect()
-}
-
 fn convert_service_networks(
     stack: &str,
     compose: &ComposeFile,
@@ -995,6 +966,8 @@ mod fixtures {
 
 #[cfg(test)]
 mod tests {
+    use bollard::models::EndpointSpec;
+
     use super::fixtures::{
         EVERYTHING, KITTENAPI, LAB3, TRAEFIK, WHOAMI, container, convert, parse, service, task,
     };
@@ -1268,32 +1241,6 @@ mod tests {
     }
 
     #[test]
-    fn everything_ports_convert_as_the_cli_does() {
-        let objects = convert(EVERYTHING);
-        let endpoint = service(&objects, "web").endpoint_spec.as_ref().unwrap();
-        assert_eq!(
-            endpoint.mode,
-            Some(bollard::models::EndpointSpecModeEnum::DNSRR)
-        );
-        let published: Vec<_> = endpoint
-            .ports
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|p| (p.published_port, p.target_port))
-            .collect();
-        assert_eq!(
-            published,
-            vec![
-                (None, Some(9000)),
-                (Some(3000), Some(80)),
-                (Some(8080), Some(80)),
-                (Some(8443), Some(443))
-            ]
-        );
-    }
-
-    #[test]
     fn everything_deploy_converts_as_the_cli_does() {
         let objects = convert(EVERYTHING);
         let web = service(&objects, "web");
@@ -1379,33 +1326,6 @@ mod tests {
         assert_eq!(
             effective_capabilities(&caps(&["all", "chown"]), &caps(&["RESET"])),
             (caps(&["ALL"]), caps(&[]))
-        );
-    }
-
-    #[test]
-    fn ports_sort_by_published_port_keeping_the_file_order_of_ties() {
-        let objects = convert(
-            "services:\n  a:\n    image: x\n    ports: [\"9500\", \"9401/udp\", \"8080:80\", \"9400\", {target: 1, published: 19000, mode: host}]\n",
-        );
-        let ports: Vec<_> = service(&objects, "a")
-            .endpoint_spec
-            .as_ref()
-            .unwrap()
-            .ports
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|p| (p.published_port, p.target_port))
-            .collect();
-        assert_eq!(
-            ports,
-            vec![
-                (None, Some(9500)),
-                (None, Some(9401)),
-                (None, Some(9400)),
-                (Some(8080), Some(80)),
-                (Some(19000), Some(1)),
-            ]
         );
     }
 

@@ -9,26 +9,28 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use bollard::models::{
-    Driver, GenericResourcesInner, GenericResourcesInnerDiscreteResourceSpec, HealthConfig, Ipam,
-    IpamConfig, Limit, NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject,
-    ResourcesUlimits, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig,
-    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges,
-    TaskSpecContainerSpecPrivilegesCredentialSpec, TaskSpecContainerSpecSecrets, TaskSpecLogDriver,
-    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    Driver, GenericResourcesInner, GenericResourcesInnerDiscreteResourceSpec, HealthConfig, Limit,
+    NetworkCreateRequest, ResourceObject, ResourcesUlimits, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig,
+    ServiceSpecUpdateConfig, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
+    TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
+    TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecPrivilegesCredentialSpec,
+    TaskSpecContainerSpecSecrets, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy,
 };
 use indexmap::IndexMap;
 
 use crate::api::compose::{
     Command, ComposeFile, Deploy, DeployMode, External, FileRef, GoDuration, ListOrMap, Service,
-    ServiceNetwork, StringOrList, UpdateConfig, parse_restart,
+    StringOrList, UpdateConfig, parse_restart,
 };
 
+mod networks;
 mod ports;
 mod volumes;
 
+use networks::{convert_networks, convert_service_networks};
 use ports::convert_endpoint_spec;
 use volumes::convert_mount;
 
@@ -36,11 +38,6 @@ use volumes::convert_mount;
 pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
 /// The label holding the image as written in the compose file.
 pub const LABEL_IMAGE: &str = "com.docker.stack.image";
-
-/// The network services without `networks:` join, created as `<stack>_default`.
-const DEFAULT_NETWORK: &str = "default";
-/// The driver `docker stack deploy` creates stack networks with when none is named.
-const DEFAULT_NETWORK_DRIVER: &str = "overlay";
 
 /// Why a compose file cannot be converted. `validate` reports all of these earlier; they
 /// surface here only for a record that skipped validation.
@@ -258,77 +255,6 @@ fn object_name(
 
 fn is_external(external: Option<&External>) -> bool {
     external.is_some_and(External::is_external)
-}
-
-/// The network keys a service joins (`default` when it names none).
-fn service_network_keys(service: &Service) -> Vec<String> {
-    let keys: Vec<String> = service
-        .networks
-        .as_ref()
-        .map(|n| n.entries().into_iter().map(|(k, _)| k).collect())
-        .unwrap_or_default();
-    if keys.is_empty() {
-        vec![DEFAULT_NETWORK.to_owned()]
-    } else {
-        keys
-    }
-}
-
-/// Only the networks some service joins are created, as the CLI does.
-fn convert_networks(
-    stack: &str,
-    compose: &ComposeFile,
-    externals: &mut Externals,
-) -> Vec<NetworkObject> {
-    let used: BTreeSet<String> = compose
-        .services
-        .values()
-        .flat_map(service_network_keys)
-        .collect();
-    let mut networks = Vec::new();
-    for key in used {
-        let def = compose.networks.get(&key).cloned().unwrap_or_default();
-        let name = object_name(stack, &key, def.name.as_ref(), def.external.as_ref());
-        if is_external(def.external.as_ref()) {
-            externals.networks.push(name);
-            continue;
-        }
-        let ipam = def
-            .ipam
-            .as_ref()
-            .filter(|ipam| ipam.driver.is_some() || !ipam.config.is_empty())
-            .map(|ipam| Ipam {
-                driver: ipam.driver.clone(),
-                config: non_empty(
-                    ipam.config
-                        .iter()
-                        .map(|pool| IpamConfig {
-                            subnet: pool.subnet.clone(),
-                            ..IpamConfig::default()
-                        })
-                        .collect(),
-                ),
-                options: None,
-            });
-        let spec = NetworkCreateRequest {
-            name: name.clone(),
-            driver: Some(
-                non_empty_str(def.driver.as_ref())
-                    .unwrap_or_else(|| DEFAULT_NETWORK_DRIVER.to_owned()),
-            ),
-            internal: Some(def.internal.unwrap_or(false)),
-            attachable: Some(def.attachable.unwrap_or(false)),
-            ipam,
-            options: def
-                .driver_opts
-                .as_ref()
-                .map(|opts| to_hash_map(opts.to_string_map())),
-            labels: Some(stack_labels(stack, def.labels.as_ref())),
-            ..NetworkCreateRequest::default()
-        };
-        networks.push(NetworkObject { key, name, spec });
-    }
-    networks
 }
 
 fn convert_secrets(
@@ -801,50 +727,6 @@ update_config_fn!(
     ServiceSpecRollbackConfigOrderEnum
 );
 
-fn convert_service_networks(
-    stack: &str,
-    compose: &ComposeFile,
-    key: &str,
-    service: &Service,
-) -> Result<Vec<NetworkAttachmentConfig>, String> {
-    let entries = service
-        .networks
-        .as_ref()
-        .map(|n| n.entries())
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| vec![(DEFAULT_NETWORK.to_owned(), ServiceNetwork::default())]);
-    let mut attachments = Vec::new();
-    for (network, options) in entries {
-        let def = compose.networks.get(&network);
-        if def.is_none() && network != DEFAULT_NETWORK {
-            return Err(format!("undefined network {network:?}"));
-        }
-        let target = def.map_or_else(
-            || scope(stack, &network),
-            |d| object_name(stack, &network, d.name.as_ref(), d.external.as_ref()),
-        );
-        let mut aliases = options.aliases.clone();
-        // Docker's built-in networks take no aliases; every other network gets the
-        // service's key as one, so `tasks.<key>` and `<key>` resolve.
-        if !["default", "bridge", "host", "none"].contains(&target.as_str())
-            && !target.starts_with("container:")
-        {
-            aliases.push(key.to_owned());
-        }
-        attachments.push(NetworkAttachmentConfig {
-            target: Some(target),
-            aliases: non_empty(aliases),
-            driver_opts: options
-                .driver_opts
-                .as_ref()
-                .map(|o| to_hash_map(o.to_string_map()))
-                .and_then(non_empty_map),
-        });
-    }
-    attachments.sort_by(|a, b| a.target.cmp(&b.target));
-    Ok(attachments)
-}
-
 /// The swarm name and file target of one secret or config reference.
 struct FileTarget {
     object: String,
@@ -1129,16 +1011,6 @@ mod tests {
     }
 
     #[test]
-    fn services_without_networks_join_the_default_network() {
-        let objects = convert("services:\n  a:\n    image: x\n");
-        assert_eq!(objects.networks.len(), 1);
-        assert_eq!(objects.networks[0].name, "demo_default");
-        let attachments = task(service(&objects, "a")).networks.clone().unwrap();
-        assert_eq!(attachments[0].target.as_deref(), Some("demo_default"));
-        assert_eq!(attachments[0].aliases, Some(vec!["a".to_owned()]));
-    }
-
-    #[test]
     fn everything_service_and_container_convert_as_the_cli_does() {
         let objects = convert(EVERYTHING);
         let web = service(&objects, "web");
@@ -1284,30 +1156,6 @@ mod tests {
 
         let job = service(&objects, "job");
         assert_eq!(job.mode.as_ref().unwrap().global_job, Some(HashMap::new()));
-    }
-
-    #[test]
-    fn everything_networks_convert_as_the_cli_does() {
-        let objects = convert(EVERYTHING);
-        let nets = task(service(&objects, "web")).networks.as_ref().unwrap();
-        assert_eq!(nets[0].target.as_deref(), Some("demo_front"));
-        assert_eq!(
-            nets[0].aliases,
-            Some(vec!["www".to_owned(), "web".to_owned()])
-        );
-        assert_eq!(nets[1].target.as_deref(), Some("shared-back"));
-
-        let front = objects.networks.iter().find(|n| n.key == "front").unwrap();
-        assert_eq!(front.spec.attachable, Some(true));
-        assert_eq!(front.spec.options.as_ref().unwrap()["encrypted"], "");
-        assert_eq!(
-            front.spec.ipam.as_ref().unwrap().config.as_ref().unwrap()[0]
-                .subnet
-                .as_deref(),
-            Some("10.77.0.0/24")
-        );
-        assert_eq!(front.spec.labels.as_ref().unwrap()["a"], "b");
-        assert_eq!(objects.externals.networks, vec!["shared-back"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use bollard::models::{
 use super::{non_empty, non_zero};
 use crate::api::compose::{Deploy, DeployMode, UpdateConfig};
 
+/// `deploy.resources`: limits and reservations, a zero value left unset.
 pub(super) fn convert_resources(deploy: &Deploy) -> TaskSpecResources {
     let resources = deploy.resources.clone().unwrap_or_default();
     let limits = resources.limits.map(|l| Limit {
@@ -46,6 +47,8 @@ pub(super) fn convert_resources(deploy: &Deploy) -> TaskSpecResources {
     }
 }
 
+/// `deploy.mode` and `deploy.replicas`: replicated (one replica unless given), global, or a
+/// job; a count with a global mode is an error.
 pub(super) fn convert_mode(
     mode: Option<DeployMode>,
     replicas: Option<u64>,

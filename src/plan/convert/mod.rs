@@ -4,6 +4,18 @@
 //! Pure: no IO. Secret and config references carry the swarm object's name and no ID; the
 //! controller fills IDs (and versioned names) with [`rename_secret_refs`] and
 //! [`rename_config_refs`] once the objects exist.
+//!
+//! # Layout
+//! Split along the seams of docker/cli's `cli/compose/convert/`. This file holds the public
+//! API, the object types and the helpers the seams share (naming and labels, as
+//! `convert/compose.go`'s `Namespace` and `AddStackLabel`); each seam is a child module:
+//! - `service`: the service, task and container spec (`convert/service.go`'s `Service`),
+//!   calling the seams below for its parts;
+//! - `deploy`: resources, mode and replicas, placement, update and rollback configs;
+//! - `ports`: the endpoint spec and its published ports;
+//! - `networks`: the stack networks and each service's attachments;
+//! - `volumes`: mounts (`convert/volume.go`);
+//! - `secrets`: secrets, configs and the file targets services mount them at.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -191,6 +203,7 @@ pub fn rename_config_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String,
     }
 }
 
+/// `<stack>_<key>`, as the CLI's `Namespace.Scope`.
 fn scope(stack: &str, key: &str) -> String {
     format!("{stack}_{key}")
 }

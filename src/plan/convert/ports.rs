@@ -20,6 +20,7 @@ pub(super) fn convert_endpoint_spec(
     })
 }
 
+/// The service's `ports:`, each entry expanded to its ports, in the CLI's order.
 fn convert_ports(service: &Service) -> Result<Vec<EndpointPortConfig>, String> {
     let mut specs = Vec::new();
     for (i, port) in service.ports.iter().enumerate() {

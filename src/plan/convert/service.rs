@@ -26,6 +26,7 @@ use crate::api::compose::{
     Command, ComposeFile, GoDuration, ListOrMap, Service, StringOrList, parse_restart,
 };
 
+/// The spec of the service `<stack>_<key>`, labelled with the stack and the image.
 pub(super) fn convert_service(
     stack: &str,
     compose: &ComposeFile,
@@ -66,6 +67,7 @@ pub(super) fn convert_service(
     })
 }
 
+/// The container spec: what of the service runs inside each task's container.
 fn convert_container(
     stack: &str,
     compose: &ComposeFile,
@@ -219,6 +221,7 @@ fn effective_capabilities(add: &[String], drop: &[String]) -> (Vec<String>, Vec<
     (cap_add, cap_drop)
 }
 
+/// `healthcheck:` as the daemon's health config; `disable: true` is the test `NONE`.
 fn convert_healthcheck(service: &Service) -> Option<HealthConfig> {
     let healthcheck = service.healthcheck.as_ref()?;
     if healthcheck.disable == Some(true) {

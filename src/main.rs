@@ -57,6 +57,9 @@ struct Global {
     /// File of 32 random bytes (raw or base64): the key secret values are encrypted with.
     #[arg(long, global = true, env = "SWARMKEEPER_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
+    /// During a key rotation, the old key: it still opens values, never seals them.
+    #[arg(long, global = true, env = "SWARMKEEPER_PREVIOUS_SECRET_KEY_FILE")]
+    previous_secret_key_file: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "SWARMKEEPER_LOG_JSON")]
     log_json: bool,
@@ -147,10 +150,25 @@ enum Command {
         #[arg(long, env = "SWARMKEEPER_HTTP_TOKEN_FILE")]
         http_token_file: Option<PathBuf>,
     },
+    /// Manage the key secret values are sealed with.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Write the JSON Schema of every kind.
     Schema {
         #[arg(long, default_value = "crds")]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Re-seal every stored value with a new key (--secret-key-file is the current one).
+    Rotate {
+        /// File of the new key (32 random bytes, raw or base64).
+        #[arg(long, env = "SWARMKEEPER_NEW_KEY_FILE")]
+        new_key_file: PathBuf,
     },
 }
 
@@ -254,6 +272,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         etcd_user: g.etcd_user,
         etcd_password_file: g.etcd_password_file,
         secret_key_file: g.secret_key_file,
+        previous_secret_key_file: g.previous_secret_key_file,
     };
     let output = |f: Format| match f {
         Format::Table => Output::Table,
@@ -321,6 +340,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             };
             cli::run::run(&global, &opts).await
         }
+        Command::Key {
+            command: KeyCommand::Rotate { new_key_file },
+        } => cli::key::rotate(&global, &new_key_file).await,
         Command::Schema { out } => cli::schema(&out),
     }
 }

@@ -23,7 +23,7 @@ use swarmkeeper::docker::labels::OWNER;
 use swarmkeeper::http::{self, AppState, BearerToken};
 use swarmkeeper::metrics::Metrics;
 use swarmkeeper::runtime::{Controller, Shutdown};
-use swarmkeeper::store::{Event, Expect, RecordPut, SecretKey, Store};
+use swarmkeeper::store::{Event, Expect, Keyring, RecordPut, SecretKey, Store};
 use tower::ServiceExt as _;
 
 use common::Etcd;
@@ -54,7 +54,7 @@ impl Served {
             ctx: Context::new(
                 store.clone(),
                 docker,
-                Some(SecretKey::generate()),
+                Some(Keyring::new(SecretKey::generate(), None)),
                 Duration::from_secs(300),
             )
             .with_drift(DriftCache::with_gauge(metrics.drift_objects.clone())),

@@ -13,6 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Etcd;
+
+/// Sealed values: isolation between stacks, and key rotation under a running stack.
+#[path = "stack/secrets.rs"]
+mod secrets;
 use common::swarm::{
     IMAGE, docker, docker_ok, names_with_label, proxy_to_dockerd, require_swarm_manager,
 };

@@ -472,12 +472,15 @@ async fn secrets_are_stored_sealed_and_sources_round_trip() {
     let store = Etcd::shared().store("secrets").await;
     let key = SecretKey::generate();
     store
-        .put_secret("db-admin", &key.seal(b"s3cr3t-value"))
+        .put_secret("db-admin", &key.seal("db-admin", b"s3cr3t-value"))
         .await
         .unwrap();
     let sealed = store.get_secret("db-admin").await.unwrap().unwrap();
     assert!(!sealed.windows(12).any(|w| w == b"s3cr3t-value"));
-    assert_eq!(key.open(&sealed).unwrap(), b"s3cr3t-value");
+    assert_eq!(
+        key.open("db-admin", &sealed).unwrap().expose(),
+        b"s3cr3t-value"
+    );
     assert!(store.delete_secret("db-admin").await.unwrap());
     assert!(store.get_secret("db-admin").await.unwrap().is_none());
 

@@ -29,11 +29,7 @@ const MAX_DEPTH: usize = 64;
 /// encrypted secret store.
 pub const SECRET_REFERENCE_KEY: &str = "x-swarmkeeper-secret";
 
-/// What the secret-store names of a stack's `file:` secrets start with. Record
-/// names cannot contain `:`, so no Secret record's name collides with them.
-pub fn stack_secret_prefix(stack: &str) -> String {
-    format!("stack:{stack}:")
-}
+pub use super::sealing::stack_secret_prefix;
 
 /// A record read from a file, ready to be written.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,7 +266,9 @@ fn load_file(
     problems: &mut Vec<Problem>,
 ) {
     let is_json = file.extension().is_some_and(|ext| ext == "json");
-    let documents = match read_text(file).and_then(|text| parse_documents(&text, is_json)) {
+    // A record file may hold a literal secret: its text is wiped once parsed.
+    let text = read_text(file).map(zeroize::Zeroizing::new);
+    let documents = match text.and_then(|text| parse_documents(&text, is_json)) {
         Ok(documents) => documents,
         Err(message) => return problems.push(file_problem(file, message)),
     };
@@ -600,12 +598,12 @@ mod tests {
             (
                 "wrong type",
                 "apiVersion: swarmkeeper.dev/v1alpha1\nkind: DatabaseUser\nmetadata: {name: u}\nspec:\n  engine: postgres\n  server: {host: db, port: x, adminUser: a, adminPasswordSecret: s}\n  user: u\n  passwordSecret: p\n",
-                "document 1 (DatabaseUser/u): spec.server.port: invalid type: string \"x\", expected u16",
+                "document 1 (DatabaseUser/u): spec.server.port: invalid type: string, expected u16",
             ),
             (
                 "unknown field",
                 "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Secret\nmetadata: {name: s}\nspec:\n  generate: {lenght: 32}\n",
-                "document 1 (Secret/s): spec.generate.lenght: unknown field `lenght`",
+                "document 1 (Secret/s): spec.generate: unknown field, expected `length` or `charset`",
             ),
             (
                 "bad second document",

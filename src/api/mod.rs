@@ -6,6 +6,7 @@
 //! - [`Record`], [`Kind`], [`Spec`], [`Metadata`]: a record and its envelope; its JSON form
 //!   (`Record::to_value`) is what etcd holds.
 //! - [`load::load_paths`]: records from files and folders, with their secret material.
+//! - [`sealing`]: which sealed values a record may use.
 //! - [`schema::schema_for`] / [`schema::write_all`]: the `crds/` JSON Schemas.
 
 pub mod backup_job;
@@ -18,9 +19,11 @@ pub mod network;
 pub mod node;
 pub mod placement;
 mod record;
+mod redact;
 pub mod registry;
 mod rules;
 pub mod schema;
+pub mod sealing;
 pub mod secret;
 pub mod secret_value;
 pub mod stack;

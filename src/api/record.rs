@@ -9,13 +9,15 @@ use serde_json::{Map, Value};
 
 use super::FieldError;
 use super::backup_job::BackupJobSpec;
-use super::compose::{ComposeFile, join_path};
+use super::compose::ComposeFile;
 use super::database_user::DatabaseUserSpec;
 use super::kind::Kind;
 use super::network::NetworkSpec;
 use super::node::NodeSpec;
+use super::redact;
 use super::registry::RegistrySpec;
 use super::rules::{Errors, NAME_PATTERN};
+use super::sealing::check_stack_compose;
 use super::secret::SecretSpec;
 use super::stack::StackSpec;
 
@@ -72,11 +74,7 @@ impl Spec {
 
     /// Parses `value` as the spec of `kind`; a problem names its path (`spec.server.port`).
     fn from_value(kind: Kind, value: Value) -> Result<Spec, FieldError> {
-        fn typed<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
-            serde_path_to_error::deserialize(value).map_err(|err| {
-                FieldError::new(join_path("spec", err.path()), err.into_inner().to_string())
-            })
-        }
+        let secrets = redact::holds_secrets(kind);
         /// The compose file is parsed on its own, so its errors carry their whole path
         /// (`spec.compose.services.web.deploy.replicas`) instead of stopping at `spec.compose`.
         fn stack(mut value: Value) -> Result<StackSpec, FieldError> {
@@ -87,17 +85,17 @@ impl Spec {
                 None | Some(Value::Null) => None,
                 Some(compose) => Some(ComposeFile::from_value(compose, "spec.compose")?),
             };
-            let spec: StackSpec = typed(value)?;
+            let spec: StackSpec = typed_spec(value, false)?;
             Ok(StackSpec { compose, ..spec })
         }
         Ok(match kind {
             Kind::Stack => Spec::Stack(stack(value)?),
-            Kind::Network => Spec::Network(typed(value)?),
-            Kind::Node => Spec::Node(typed(value)?),
-            Kind::Secret => Spec::Secret(typed(value)?),
-            Kind::DatabaseUser => Spec::DatabaseUser(typed(value)?),
-            Kind::Registry => Spec::Registry(typed(value)?),
-            Kind::BackupJob => Spec::BackupJob(typed(value)?),
+            Kind::Network => Spec::Network(typed_spec(value, secrets)?),
+            Kind::Node => Spec::Node(typed_spec(value, secrets)?),
+            Kind::Secret => Spec::Secret(typed_spec(value, secrets)?),
+            Kind::DatabaseUser => Spec::DatabaseUser(typed_spec(value, secrets)?),
+            Kind::Registry => Spec::Registry(typed_spec(value, secrets)?),
+            Kind::BackupJob => Spec::BackupJob(typed_spec(value, secrets)?),
         })
     }
 
@@ -190,15 +188,12 @@ impl Record {
                 None
             }
             Some(value) => serde_path_to_error::deserialize::<_, Metadata>(value)
-                .map_err(|err| {
-                    errors.push(
-                        join_path("metadata", err.path()),
-                        err.into_inner().to_string(),
-                    );
-                })
+                .map_err(|err| errors.0.push(redact::field_error("metadata", err, false)))
                 .ok(),
         };
         let spec_value = object.remove("spec");
+        // The controller's, kept under its own key: `get -o yaml` shows it, apply ignores it.
+        object.remove("status");
         for unknown in object.keys() {
             errors.push(
                 unknown.clone(),
@@ -269,8 +264,24 @@ impl Record {
         }
         errors.name("metadata.name", &self.metadata.name);
         self.spec.validate(&mut errors);
+        // The record's name decides which sealed values it may use.
+        if let Spec::Stack(StackSpec {
+            compose: Some(compose),
+            ..
+        }) = &self.spec
+        {
+            let name = &self.metadata.name;
+            errors
+                .0
+                .extend(check_stack_compose(name, compose, "spec.compose"));
+        }
         errors.0
     }
+}
+
+/// Parses a spec; a type error names its path (`spec.server.port`), never the value.
+fn typed_spec<T: DeserializeOwned>(value: Value, secrets: bool) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|err| redact::field_error("spec", err, secrets))
 }
 
 fn take_string(
@@ -339,6 +350,10 @@ mod tests {
         assert_eq!(record.to_value(), value);
         let text = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), record);
+        // As `get -o yaml` prints it, with the controller's status: read without it.
+        let mut shown = value.clone();
+        shown["status"] = json!({"phase": "Ready"});
+        assert_eq!(Record::from_value(shown).unwrap(), record);
         let keys: Vec<_> = record
             .to_value()
             .as_object()
@@ -373,7 +388,7 @@ mod tests {
     fn spec_errors_name_their_path() {
         assert_eq!(
             messages(network(json!({"attachable": "yes"}))),
-            ["spec.attachable: invalid type: string \"yes\", expected a boolean"]
+            ["spec.attachable: invalid type: string, expected a boolean"]
         );
         let unknown = messages(network(json!({"atachable": true})));
         assert_eq!(unknown.len(), 1);
@@ -388,7 +403,7 @@ mod tests {
         });
         assert_eq!(
             messages(port),
-            ["spec.server.port: invalid type: string \"x\", expected u16"]
+            ["spec.server.port: invalid type: string, expected u16"]
         );
         let replicas = json!({
             "apiVersion": API_VERSION, "kind": "Stack", "metadata": {"name": "s"},
@@ -396,9 +411,7 @@ mod tests {
         });
         assert_eq!(
             messages(replicas),
-            [
-                "spec.compose.services.web.deploy.replicas: invalid type: string \"two\", expected u64"
-            ]
+            ["spec.compose.services.web.deploy.replicas: invalid type: string, expected u64"]
         );
         assert_eq!(
             messages(

@@ -13,10 +13,13 @@ use serde_json::Value;
 
 use crate::api::load::{LoadedRecord, SECRET_REFERENCE_KEY, load_paths};
 use crate::plan::diff;
-use crate::store::crypto::SecretKey;
-use crate::store::{Expect, PutOutcome, RecordPut, SourceRecord, Store};
+use crate::store::{Expect, Keyring, PutOutcome, RecordPut, SourceRecord, Store};
 
-use super::{Failure, GlobalOpts};
+use super::{Failure, GlobalOpts, with_digest_key};
+
+/// The largest record `apply` writes, as stored (JSON). etcd refuses requests
+/// over 1.5 MiB; a record this size still leaves room for the transaction.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 /// Options of `apply`.
 #[derive(Debug, Clone)]
@@ -50,31 +53,75 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<LoadedRecord>, Failure> {
     Ok(loaded)
 }
 
+/// Refuses records that carry a secret value when no key can seal it.
+fn require_key(loaded: &[LoadedRecord], keyed: bool) -> Result<(), Failure> {
+    match loaded.iter().find(|l| !l.secrets.is_empty()) {
+        Some(l) if !keyed => Err(Failure::Invalid(format!(
+            "error: {}: {}/{} carries a secret value: --secret-key-file (SWARMKEEPER_SECRET_KEY_FILE) is required to store it encrypted",
+            l.file.display(),
+            l.record.kind,
+            l.record.metadata.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The record values to store: secret material replaced by keyed digests, so a
 /// changed secret changes the record (and its generation) without revealing it.
-fn stored_values(loaded: &[LoadedRecord], key: Option<&SecretKey>) -> Result<Vec<Value>, Failure> {
-    let mut out = Vec::with_capacity(loaded.len());
-    for l in loaded {
-        let mut value = l.record.to_value();
-        if l.secrets.is_empty() {
-            out.push(value);
-            continue;
-        }
-        let Some(key) = key else {
-            return Err(Failure::Invalid(format!(
-                "error: {}: {}/{} carries a secret value: --secret-key-file (SWARMKEEPER_SECRET_KEY_FILE) is required to store it encrypted",
-                l.file.display(),
-                l.record.kind,
-                l.record.metadata.name
-            )));
-        };
-        for m in &l.secrets {
-            let digest = format!("hmac-sha256:{}", key.digest(m.value.expose()));
-            set_digest(&mut value, &m.store_key, &digest);
-        }
-        out.push(value);
+/// Without a keyring (an unkeyed dry run) the records go without digests.
+fn stored_values(loaded: &[LoadedRecord], keyring: Option<&Keyring>) -> Vec<Value> {
+    loaded
+        .iter()
+        .map(|l| {
+            let mut value = l.record.to_value();
+            if let Some(keyring) = keyring {
+                for m in &l.secrets {
+                    let digest = format!("hmac-sha256:{}", keyring.digest(m.value.expose()));
+                    set_digest(&mut value, &m.store_key, &digest);
+                }
+            }
+            value
+        })
+        .collect()
+}
+
+/// The keys with the stored digest key, read only when a record needs digests:
+/// records without secret values apply whatever the keys.
+async fn digest_keyring(
+    store: &Store,
+    keys: Option<Keyring>,
+    carries_secrets: bool,
+) -> Result<Option<Keyring>, Failure> {
+    if carries_secrets {
+        with_digest_key(store, keys, false).await
+    } else {
+        Ok(keys)
     }
-    Ok(out)
+}
+
+/// Refuses records too large for etcd, naming each with the limit.
+fn check_sizes(loaded: &[LoadedRecord], values: &[Value]) -> Result<(), Failure> {
+    let problems: Vec<String> = loaded
+        .iter()
+        .zip(values)
+        .filter_map(|(l, value)| {
+            let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+            (size > MAX_RECORD_BYTES).then(|| {
+                format!(
+                    "error: {}: document {} ({}): the record is {size} bytes as stored, over the \
+                     limit of {MAX_RECORD_BYTES} bytes (1 MiB; etcd refuses requests over 1.5 MiB)",
+                    l.file.display(),
+                    l.index + 1,
+                    record_id(l)
+                )
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Invalid(problems.join("\n")))
+    }
 }
 
 /// Puts `digest` next to the reference to `store_key`: a Secret's
@@ -118,15 +165,13 @@ fn record_id(l: &LoadedRecord) -> String {
 /// Invalid records (exit 64, nothing written) or etcd failures (exit 1).
 pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure> {
     let loaded = load(&opts.files)?;
-    let key = global.secret_key()?;
+    let keys = global.key_files()?;
     // A dry run without the key still validates everything; it only cannot
     // tell whether a secret value changed.
-    let unkeyed_dry_run = opts.dry_run && key.is_none();
-    let values = if unkeyed_dry_run {
-        loaded.iter().map(|l| l.record.to_value()).collect()
-    } else {
-        stored_values(&loaded, key.as_ref())?
-    };
+    let unkeyed_dry_run = opts.dry_run && keys.is_none();
+    if !unkeyed_dry_run {
+        require_key(&loaded, keys.is_some())?;
+    }
     if let Some(source) = &opts.source
         && !crate::api::is_valid_name(source)
     {
@@ -136,6 +181,10 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
         )));
     }
     let store = global.store().await?;
+    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
+    let keyring = digest_keyring(&store, keys, carries_secrets).await?;
+    let mut values = stored_values(&loaded, keyring.as_ref());
+    check_sizes(&loaded, &values)?;
     let suffix = if opts.dry_run { " (dry run)" } else { "" };
 
     let previous = match &opts.source {
@@ -176,26 +225,18 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
         return Ok(0);
     }
 
-    // Secrets first: the controller must never see a record whose value is not stored yet.
-    if let Some(key) = &key {
-        for l in &loaded {
-            for m in &l.secrets {
-                // Sealing draws a fresh nonce: rewriting an unchanged value would churn
-                // etcd on every GitOps run.
-                let stored = store
-                    .get_secret(&m.store_key)
-                    .await
-                    .map_err(Failure::error)?;
-                if stored.and_then(|s| key.open(&s).ok()).as_deref() == Some(m.value.expose()) {
-                    continue;
-                }
-                let sealed = key.seal(m.value.expose());
-                store
-                    .put_secret(&m.store_key, &sealed)
-                    .await
-                    .map_err(Failure::error)?;
-            }
-        }
+    if let Some(keyring) = keyring.filter(|_| carries_secrets) {
+        // The digests were made with the stored digest key or, while none is
+        // stored, the one the keys imply: store it now, before a record uses it,
+        // so a later key rotation keeps every digest (and every service) as it is.
+        let digest = store
+            .digest_key(&keyring, true)
+            .await
+            .map_err(Failure::error)?;
+        let keyring = keyring.with_digest_key(digest);
+        values = stored_values(&loaded, Some(&keyring));
+        // Secrets first: the controller must never see a record whose value is not stored yet.
+        write_secrets(&store, &keyring, &loaded).await?;
     }
     let puts = loaded
         .iter()
@@ -247,6 +288,35 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
     Ok(0)
 }
 
+/// Seals and stores every secret value that is not stored as it is already.
+async fn write_secrets(
+    store: &Store,
+    keyring: &Keyring,
+    loaded: &[LoadedRecord],
+) -> Result<(), Failure> {
+    for m in loaded.iter().flat_map(|l| &l.secrets) {
+        // Sealing draws a fresh nonce: rewriting an unchanged value would churn
+        // etcd on every GitOps run. A value sealed with a previous key is
+        // rewritten, which moves it to the current key.
+        let stored = store
+            .get_secret(&m.store_key)
+            .await
+            .map_err(Failure::error)?;
+        let unchanged = stored.is_some_and(|s| {
+            keyring.is_current(&s) && keyring.open(&m.store_key, &s).ok().as_ref() == Some(&m.value)
+        });
+        if unchanged {
+            continue;
+        }
+        let sealed = keyring.seal(&m.store_key, m.value.expose());
+        store
+            .put_secret(&m.store_key, &sealed)
+            .await
+            .map_err(Failure::error)?;
+    }
+    Ok(())
+}
+
 /// Deletes records given as `Kind/name`.
 async fn delete_ids(store: &Store, ids: &[String]) -> Result<(), Failure> {
     let deletes = ids
@@ -271,9 +341,12 @@ async fn delete_ids(store: &Store, ids: &[String]) -> Result<(), Failure> {
 /// Invalid records (exit 64) or etcd failures (exit 1).
 pub async fn diff(global: &GlobalOpts, files: &[PathBuf], exit_code: bool) -> Result<u8, Failure> {
     let loaded = load(files)?;
-    let key = global.secret_key()?;
-    let values = stored_values(&loaded, key.as_ref())?;
+    let keys = global.key_files()?;
+    require_key(&loaded, keys.is_some())?;
     let store = global.store().await?;
+    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
+    let keyring = digest_keyring(&store, keys, carries_secrets).await?;
+    let values = stored_values(&loaded, keyring.as_ref());
     let mut changed = false;
     for (l, desired) in loaded.iter().zip(values) {
         let (kind, name) = l.record.key();

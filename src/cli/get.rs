@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::api::Kind;
 use crate::controllers::status::Status;
 use crate::report::table::Table;
-use crate::store::{Event, Store};
+use crate::store::{Event, Store, StoredRecord};
 
 use super::{Failure, GlobalOpts, Output, parse_kind};
 
@@ -24,6 +24,20 @@ fn age(t: jiff::Timestamp) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+/// A record as `get -o yaml|json` prints it: its status beside its spec, as
+/// kubectl shows it (`apply` reads such a record without the status).
+async fn with_status(store: &Store, record: &StoredRecord) -> Result<Value, Failure> {
+    let mut value = record.versioned.value.clone();
+    let status = store
+        .get_status(&record.kind, &record.name)
+        .await
+        .map_err(Failure::error)?;
+    if let (Value::Object(fields), Some(status)) = (&mut value, status) {
+        fields.insert("status".to_owned(), status.value);
+    }
+    Ok(value)
 }
 
 /// Runs `get`: records (all, of a kind, or one) with their status.
@@ -52,7 +66,10 @@ pub async fn get(
     }
     match output {
         Output::Json => {
-            let values: Vec<&Value> = records.iter().map(|r| &r.versioned.value).collect();
+            let mut values = Vec::with_capacity(records.len());
+            for r in &records {
+                values.push(with_status(&store, r).await?);
+            }
             let out = if name.is_some() {
                 serde_json::to_string_pretty(&values[0])
             } else {
@@ -62,7 +79,8 @@ pub async fn get(
         }
         Output::Yaml => {
             for r in &records {
-                let yaml = serde_saphyr::to_string(&r.versioned.value).map_err(Failure::error)?;
+                let value = with_status(&store, r).await?;
+                let yaml = serde_saphyr::to_string(&value).map_err(Failure::error)?;
                 print!("---\n{yaml}");
             }
         }
@@ -185,13 +203,15 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
 }
 
 fn print_events<'a>(events: impl Iterator<Item = (String, &'a Event)>) {
-    let mut t = Table::new(["TIME", "RECORD", "TYPE", "REASON", "MESSAGE"]);
+    // A repeated event is one line: when it last happened and how often.
+    let mut t = Table::new(["LAST SEEN", "RECORD", "TYPE", "REASON", "COUNT", "MESSAGE"]);
     for (record, e) in events {
         t.row([
-            e.time.to_string(),
+            e.last_time().to_string(),
             record,
             e.type_.clone(),
             e.reason.clone(),
+            e.count.to_string(),
             e.message.clone(),
         ]);
     }
@@ -278,8 +298,12 @@ pub async fn events(global: &GlobalOpts, target: Option<&str>, watch: bool) -> R
         while let Some(item) = stream.next().await {
             let (k, n, e) = item.map_err(Failure::error)?;
             println!(
-                "{}  {k}/{n}  {}  {}  {}",
-                e.time, e.type_, e.reason, e.message
+                "{}  {k}/{n}  {}  {}  {}  {}",
+                e.last_time(),
+                e.type_,
+                e.reason,
+                e.count,
+                e.message
             );
         }
     }

@@ -5,12 +5,13 @@
 pub mod apply;
 pub mod drift;
 pub mod get;
+pub mod key;
 pub mod run;
 
 use std::path::{Path, PathBuf};
 
 use crate::api::Kind;
-use crate::store::{Store, StoreConfig, crypto::SecretKey};
+use crate::store::{Keyring, SecretKey, Store, StoreConfig};
 
 /// Options every command shares.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct GlobalOpts {
     pub etcd_user: Option<String>,
     pub etcd_password_file: Option<PathBuf>,
     pub secret_key_file: Option<PathBuf>,
+    /// The key being rotated away from: it still opens values, never seals.
+    pub previous_secret_key_file: Option<PathBuf>,
 }
 
 /// How `get` prints records.
@@ -76,17 +79,63 @@ impl GlobalOpts {
         Store::connect(cfg).await.map_err(Failure::error)
     }
 
-    /// Loads the secret key, when one is configured.
+    /// Loads the secret keys, when configured: the current key, and the
+    /// previous one during a rotation. The digest key is not read here (see
+    /// [`GlobalOpts::keyring`]).
     ///
     /// # Errors
-    /// When the file cannot be read or does not hold a 32-byte key: bad usage (exit 64).
-    pub fn secret_key(&self) -> Result<Option<SecretKey>, Failure> {
-        self.secret_key_file
+    /// When a file cannot be read or does not hold a 32-byte key, or a
+    /// previous key is given without a current one: bad usage (exit 64).
+    pub fn key_files(&self) -> Result<Option<Keyring>, Failure> {
+        let load = |flag: &str, path: &Path| {
+            SecretKey::from_file(path).map_err(|e| Failure::Invalid(format!("error: {flag}: {e}")))
+        };
+        let previous = self
+            .previous_secret_key_file
             .as_deref()
-            .map(SecretKey::from_file)
-            .transpose()
-            .map_err(|e| Failure::Invalid(format!("error: --secret-key-file: {e}")))
+            .map(|p| load("--previous-secret-key-file", p))
+            .transpose()?;
+        match (&self.secret_key_file, previous) {
+            (Some(current), previous) => Ok(Some(Keyring::new(
+                load("--secret-key-file", current)?,
+                previous,
+            ))),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(Failure::Invalid(
+                "error: --previous-secret-key-file needs --secret-key-file (the key values are sealed with from now on)"
+                    .into(),
+            )),
+        }
     }
+
+    /// The keyring with the digest key read from `store`; with `create`, the
+    /// digest key is stored first if it is not yet (commands that store digests).
+    ///
+    /// # Errors
+    /// As [`GlobalOpts::key_files`]; etcd failures, or a stored digest key
+    /// that does not open with these keys (exit 1).
+    pub async fn keyring(&self, store: &Store, create: bool) -> Result<Option<Keyring>, Failure> {
+        with_digest_key(store, self.key_files()?, create).await
+    }
+}
+
+/// `keys` with the digest key read from `store` (see [`GlobalOpts::keyring`]).
+///
+/// # Errors
+/// etcd failures, or a stored digest key that does not open with these keys (exit 1).
+pub async fn with_digest_key(
+    store: &Store,
+    keys: Option<Keyring>,
+    create: bool,
+) -> Result<Option<Keyring>, Failure> {
+    let Some(keyring) = keys else {
+        return Ok(None);
+    };
+    let digest = store
+        .digest_key(&keyring, create)
+        .await
+        .map_err(|e| Failure::Error(format!("the digest key: {e}")))?;
+    Ok(Some(keyring.with_digest_key(digest)))
 }
 
 /// Parses a KIND argument the way kubectl does (case-insensitive, plural allowed).

@@ -6,17 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::BoxStream;
-use futures::{Stream, StreamExt, stream};
-
 use crate::api::Kind;
 use crate::controllers::status::{Phase, Status};
-use crate::controllers::{self, Context, Controllers, DriftCache, RecordKey};
-use crate::docker::{Docker, DockerError, DockerEvent, EventType};
+use crate::controllers::{self, Context, Controllers, DriftCache, RecordKey, triggers};
+use crate::docker::Docker;
 use crate::http::{self, AppState, BearerToken};
 use crate::metrics::Metrics;
-use crate::runtime::{self, Controller, ResetTimerBackoff, Session, Shutdown, resync};
-use crate::store::{Leadership, Store, StoreError, WatchEvent};
+use crate::runtime::{self, Controller, Shutdown};
+use crate::store::{Leadership, Store};
 
 use super::{Failure, GlobalOpts};
 
@@ -51,12 +48,13 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         .transpose()
         .map_err(|e| Failure::Invalid(format!("error: --http-token-file: {e}")))?;
     let store = global.store().await?;
+    let keyring = global.keyring(&store, false).await?;
     let docker = Docker::connect()
         .await
         .map_err(Failure::error)?
         .scoped(&global.prefix);
     let metrics = Arc::new(Metrics::new(&docker));
-    let ctx = Context::new(store, docker, global.secret_key()?, opts.resync)
+    let ctx = Context::new(store, docker, keyring, opts.resync)
         .with_drift(DriftCache::with_gauge(metrics.drift_objects.clone()));
     let identity = format!(
         "{}-{}",
@@ -149,14 +147,10 @@ async fn lead(
         concurrency: opts.concurrency,
         ..metrics.runtime_config()
     };
-    let ctx_keys = controllers.clone();
     Controller::new(controllers.clone(), config)
-        .trigger(etcd_triggers(controllers.ctx.store.clone()))
-        .trigger(docker_triggers(controllers.clone()))
-        .trigger(resync(opts.resync, move || {
-            let c = ctx_keys.clone();
-            async move { controllers::all_keys(&c.ctx).await }
-        }))
+        .trigger(triggers::etcd(controllers.ctx.store.clone()))
+        .trigger(triggers::docker(controllers.clone()))
+        .trigger(triggers::resync(controllers.clone(), opts.resync))
         .run(leading)
         .await;
     watcher.abort();
@@ -284,135 +278,4 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
         controllers.ctx.docker.writes()
     );
     Ok(u8::from(failed))
-}
-
-/// Record keys from etcd: every record listed, then every change after the
-/// listing's revision. The stream re-lists on compaction and reconnects on its own.
-fn etcd_triggers(store: Store) -> impl Stream<Item = RecordKey> + Send + 'static {
-    stream::once(list_then_watch(store))
-        .flatten()
-        .filter_map(|event| async move {
-            let (kind, name) = match event {
-                Ok(WatchEvent::Put { kind, name, .. } | WatchEvent::Delete { kind, name }) => {
-                    (kind, name)
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "etcd watch error");
-                    return None;
-                }
-            };
-            Some(RecordKey::new(kind.parse::<Kind>().ok()?, name))
-        })
-}
-
-/// The records at one revision, as `Put`s, followed by the watch from the next
-/// revision; both retried with backoff until they work.
-///
-/// The listed records are yielded too, not only used for their revision: when the
-/// first listing fails (a range answer over gRPC's 4 MiB, etcd unavailable), a record
-/// written before the one that works is named here, rather than left to the next
-/// resync.
-async fn list_then_watch(store: Store) -> BoxStream<'static, Result<WatchEvent, StoreError>> {
-    let mut delays = runtime::Backoff::RECONNECT.delays();
-    loop {
-        let err = match store.list_records(None).await {
-            Ok((records, revision)) => match store.watch_desired(revision + 1).await {
-                Ok(watch) => {
-                    let listed = records.into_iter().map(|r| {
-                        Ok(WatchEvent::Put {
-                            kind: r.kind,
-                            name: r.name,
-                            versioned: r.versioned,
-                        })
-                    });
-                    return stream::iter(listed).chain(watch).boxed();
-                }
-                Err(err) => err,
-            },
-            Err(err) => err,
-        };
-        let delay = delays
-            .next()
-            .unwrap_or(runtime::Backoff::RECONNECT.max_delay);
-        tracing::warn!(%err, ?delay, "could not list and watch records; retrying");
-        tokio::time::sleep(delay).await;
-    }
-}
-
-/// The records a Docker event concerns.
-async fn keys_of(c: &Controllers, event: Result<DockerEvent, DockerError>) -> Vec<RecordKey> {
-    let event = match event {
-        Ok(e) => e,
-        Err(err) => {
-            tracing::warn!(%err, "docker events ended");
-            return Vec::new();
-        }
-    };
-    // Nodes are not ours, so their events carry no owner: a Node record is
-    // named after its node.
-    if event.typ == EventType::Node {
-        return event
-            .name
-            .map(|n| RecordKey::new(Kind::Node, n))
-            .into_iter()
-            .collect();
-    }
-    let Some((kind, name)) = event
-        .owner
-        .and_then(|o| Some((o.kind.parse::<Kind>().ok()?, o.name)))
-    else {
-        return Vec::new();
-    };
-    let mut keys = vec![RecordKey::new(kind, name)];
-    // A new version of a Secret record's value: the stacks that use it move to
-    // it now rather than at the next resync.
-    if kind == Kind::Secret && event.typ == EventType::Secret && event.action == "create" {
-        match c.ctx.store.list_records(Some(Kind::Stack.as_str())).await {
-            Ok((stacks, _)) => keys.extend(
-                stacks
-                    .into_iter()
-                    .map(|r| RecordKey::new(Kind::Stack, r.name)),
-            ),
-            Err(err) => {
-                tracing::warn!(%err, "could not list the stacks a new secret version concerns")
-            }
-        }
-    }
-    keys
-}
-
-/// Record keys of owned objects that Docker events say changed. When the events
-/// stream ends (dockerd went away, or dropped it) it is reopened with a backoff
-/// that starts over only after 120 s without an error, and every record is named
-/// again, since events were missed meanwhile.
-fn docker_triggers(
-    controllers: Arc<Controllers>,
-) -> impl Stream<Item = RecordKey> + Send + 'static {
-    runtime::reconnecting(ResetTimerBackoff::default(), move |session| {
-        let c = controllers.clone();
-        async move {
-            let missed = match session {
-                Session::First => Vec::new(),
-                Session::Reconnect => match controllers::all_keys(&c.ctx).await {
-                    Ok(all) => all,
-                    Err(err) => {
-                        tracing::warn!(%err, "dockerd still unreachable");
-                        return None;
-                    }
-                },
-            };
-            let with = c.clone();
-            let events = c
-                .ctx
-                .docker
-                .events(None)
-                .then(move |event| {
-                    let c = with.clone();
-                    async move { keys_of(&c, event).await }
-                })
-                .flat_map(stream::iter);
-            // Boxed: `events` returns a 'static stream, but its opaque type names the borrow of `c`.
-            Some(stream::iter(missed).chain(events).boxed())
-        }
-    })
 }

@@ -9,7 +9,9 @@ pub mod network;
 pub mod node;
 pub mod secret;
 pub mod stack;
+mod stack_secrets;
 pub mod status;
+pub mod triggers;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,12 +20,13 @@ use std::time::Duration;
 
 use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
+use crate::plan::drift::DriftReport;
 use crate::runtime::{Action, Reconciler};
-use crate::store::crypto::SecretKey;
-use crate::store::{Event, Store, StoreError, WriteFence};
+use crate::store::{Event, Keyring, Store, StoreError, WriteFence};
 use crate::text::{MESSAGE_LIMIT, truncate};
 pub use drift_cache::DriftCache;
 use status::{Phase, Status};
+pub use triggers::all_keys;
 
 /// The unit of work: one record, `Kind/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,12 +100,13 @@ impl Error {
     }
 }
 
-/// What every reconciler shares: the store, the swarm, the secret key.
+/// What every reconciler shares: the store, the swarm, the secret keys.
 #[derive(Clone)]
 pub struct Context {
     pub store: Store,
     pub docker: Docker,
-    pub secret_key: Option<SecretKey>,
+    /// The keys that open and seal values, and the digest key; `None` without `--secret-key-file`.
+    pub keyring: Option<Keyring>,
     /// How long a converged record waits before it is looked at again when no event comes.
     pub resync: Duration,
     /// The last event of each record, to fold repeats into it.
@@ -113,16 +117,11 @@ pub struct Context {
 
 impl Context {
     /// A context of `store` and `docker`, with no event written yet.
-    pub fn new(
-        store: Store,
-        docker: Docker,
-        secret_key: Option<SecretKey>,
-        resync: Duration,
-    ) -> Self {
+    pub fn new(store: Store, docker: Docker, keyring: Option<Keyring>, resync: Duration) -> Self {
         Self {
             store,
             docker,
-            secret_key,
+            keyring,
             resync,
             last_events: Arc::default(),
             drift: Arc::default(),
@@ -310,6 +309,34 @@ impl Controllers {
     }
 }
 
+/// The drift of every record that has a drift model (all, of a kind, or
+/// one), as `swarmkeeper drift` reports it: computed now, from etcd and the
+/// live swarm, by each kind's own comparison.
+///
+/// # Errors
+/// When etcd or dockerd fails.
+pub async fn drift(
+    ctx: &Context,
+    kind: Option<Kind>,
+    name: Option<&str>,
+) -> Result<DriftReport, Error> {
+    let mut out = DriftReport::default();
+    for key in all_keys(ctx).await? {
+        if kind.is_some_and(|k| k != key.kind) || name.is_some_and(|n| n != key.name) {
+            continue;
+        }
+        let stored = ctx.store.get_record(key.kind.as_str(), &key.name).await?;
+        let record = match key.kind {
+            Kind::Stack => stack::drift(ctx, &key.name, stored).await?,
+            Kind::Network => network::drift(ctx, &key.name, stored).await?,
+            Kind::Node => node::drift(ctx, &key.name, stored).await?,
+            _ => continue,
+        };
+        out.records.push(record);
+    }
+    Ok(out)
+}
+
 impl Reconciler<RecordKey> for Controllers {
     type Error = Error;
 
@@ -371,64 +398,4 @@ impl Context {
             tracing::warn!(record = %key, %err, "could not record the error in the status");
         }
     }
-}
-
-/// Records that own objects in the swarm, whether or not they still exist in etcd:
-/// deletion must not depend on having seen the delete event.
-///
-/// # Errors
-/// When dockerd does not answer.
-pub async fn owners_in_swarm(
-    docker: &Docker,
-) -> Result<std::collections::BTreeSet<RecordKey>, Error> {
-    let mut labels = Vec::new();
-    labels.extend(
-        docker
-            .list_services(None)
-            .await?
-            .into_iter()
-            .map(|s| s.spec.and_then(|s| s.labels)),
-    );
-    labels.extend(
-        docker
-            .list_networks(None)
-            .await?
-            .into_iter()
-            .map(|n| n.labels),
-    );
-    labels.extend(
-        docker
-            .list_secrets(None)
-            .await?
-            .into_iter()
-            .map(|s| s.spec.and_then(|s| s.labels)),
-    );
-    labels.extend(
-        docker
-            .list_configs(None)
-            .await?
-            .into_iter()
-            .map(|c| c.spec.and_then(|s| s.labels)),
-    );
-    Ok(labels
-        .iter()
-        .filter_map(|l| docker.owner_of(l.as_ref()))
-        .filter_map(|o| Some(RecordKey::new(o.kind.parse().ok()?, o.name)))
-        .collect())
-}
-
-/// Every record to look at: those in etcd and those that own swarm objects.
-///
-/// # Errors
-/// When etcd or dockerd does not answer.
-pub async fn all_keys(ctx: &Context) -> Result<Vec<RecordKey>, Error> {
-    let (records, _) = ctx.store.list_records(None).await?;
-    let mut keys: std::collections::BTreeSet<RecordKey> = records
-        .into_iter()
-        .filter_map(|r| Some(RecordKey::new(r.kind.parse().ok()?, r.name)))
-        .collect();
-    // Only this instance's objects: another prefix on the same swarm is another instance.
-    let scoped = ctx.docker.clone().scoped(ctx.store.prefix());
-    keys.extend(owners_in_swarm(&scoped).await?);
-    Ok(keys.into_iter().collect())
 }

@@ -14,12 +14,12 @@
 
 use base64::Engine as _;
 use bollard::models::{Secret, SecretSpec as SwarmSecretSpec};
-use rand::Rng as _;
+use rand::{Rng as _, TryRngCore as _};
 
 use super::status::{Owned, Phase, Status};
 use super::{Context, Error, RecordKey};
-use crate::api::Spec;
 use crate::api::secret::{Generate, SecretSpec};
+use crate::api::{SecretValue, Spec};
 use crate::docker::labels::{Owner, SPEC_HASH};
 use crate::plan::drift::{ObjectDrift, ObjectState};
 use crate::plan::stack::versioned_name;
@@ -38,12 +38,14 @@ fn generated_prefix(name: &str) -> String {
 }
 
 /// A random value from the generator's alphabet, drawn from the OS's CSPRNG.
-fn generate(g: &Generate) -> Vec<u8> {
+fn generate(g: &Generate) -> SecretValue {
     let alphabet = g.charset.alphabet();
-    let mut rng = rand::rngs::OsRng;
-    (0..g.length)
-        .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
-        .collect()
+    // The OS generator only fails when the OS cannot give randomness at all:
+    // then no value must be made, so it panics (as `unwrap_err` documents).
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let mut value = Vec::with_capacity(usize::from(g.length));
+    value.extend((0..g.length).map(|_| alphabet[rng.random_range(0..alphabet.len())]));
+    SecretValue::new(value)
 }
 
 /// Reads the value, generating and storing it first when it is generated and new.
@@ -51,8 +53,8 @@ async fn value(
     ctx: &Context,
     name: &str,
     spec: &SecretSpec,
-) -> Result<Result<Vec<u8>, String>, Error> {
-    let Some(key) = &ctx.secret_key else {
+) -> Result<Result<SecretValue, String>, Error> {
+    let Some(keyring) = &ctx.keyring else {
         return Ok(Err(
             "the controller has no secret key (--secret-key-file): it cannot keep secret values"
                 .into(),
@@ -72,14 +74,13 @@ async fn value(
             };
             // Created only if absent: a replica that generated a value concurrently
             // (or a deposed leader that woke up) must not replace the one delivered.
-            ctx.store
-                .create_secret(&store_key, &key.seal(&generate(g)))
-                .await?
+            let fresh = keyring.seal(&store_key, generate(g).expose());
+            ctx.store.create_secret(&store_key, &fresh).await?
         }
     };
-    Ok(key.open(&sealed).map_err(|_| {
-        format!("the stored value of {name:?} cannot be decrypted with this secret key")
-    }))
+    Ok(keyring
+        .open(&store_key, &sealed)
+        .map_err(|err| format!("the stored value of {name:?} does not open: {err}")))
 }
 
 fn secret_name(s: &Secret) -> &str {
@@ -133,9 +134,9 @@ pub async fn reconcile(
         Err(msg) => return ctx.fail(key, generation, msg).await,
     };
     let digest = ctx
-        .secret_key
+        .keyring
         .as_ref()
-        .map(|k| k.digest(&content))
+        .map(|k| k.digest(content.expose()))
         .unwrap_or_default();
     let versioned = match versioned_name(&key.name, &digest) {
         Ok(n) => n,
@@ -155,7 +156,7 @@ pub async fn reconcile(
                 .create_secret(SwarmSecretSpec {
                     name: Some(versioned.clone()),
                     labels: Some(labels),
-                    data: Some(base64::engine::general_purpose::STANDARD.encode(&content)),
+                    data: Some(base64::engine::general_purpose::STANDARD.encode(content.expose())),
                     ..Default::default()
                 })
                 .await?;
@@ -237,7 +238,11 @@ mod tests {
         };
         let v = generate(&g);
         assert_eq!(v.len(), 64);
-        assert!(v.iter().all(|c| Charset::Hex.alphabet().contains(c)));
+        assert!(
+            v.expose()
+                .iter()
+                .all(|c| Charset::Hex.alphabet().contains(c))
+        );
         assert_ne!(generate(&g), v, "two draws of 64 hex digits never repeat");
     }
 

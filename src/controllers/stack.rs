@@ -28,12 +28,12 @@ use bollard::models::{
 use sha2::{Digest, Sha256};
 
 use super::status::{Condition, Owned, Phase, Status};
-use super::{Context, Error, RecordKey};
-use crate::api::Spec;
+use super::{Context, Error, RecordKey, stack_secrets};
+use crate::api::{SecretValue, Spec};
 use crate::docker::labels::{Owner, SPEC_HASH};
 use crate::docker::{ServiceUpdate, TaskCounts, UpdateState, service_update_state};
 use crate::plan::convert::{self, SecretSource, StackObjects};
-use crate::plan::diff::{self, FieldDiff};
+use crate::plan::diff::FieldDiff;
 use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
 use crate::plan::stack::{
     add_labels, compare_service, compose_path, json_hash, keep_pinned_digest, network_ids,
@@ -77,12 +77,19 @@ struct Blob {
     logical: String,
     versioned: String,
     labels: HashMap<String, String>,
-    /// Base64 of the content, as the Engine API takes it. Never logged.
-    data: String,
+    /// The content, redacted in Debug output: it may be a secret's.
+    content: SecretValue,
     /// A secret's driver plugin, when not the built-in store.
     driver: Option<Driver>,
     /// The template driver (`template_driver:`), when the content is a template.
     templating: Option<Driver>,
+}
+
+impl Blob {
+    /// The content in base64, as the Engine API takes it: made only for the request.
+    fn data(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.content.expose())
+    }
 }
 
 /// How a secret or config version is stored, besides its content.
@@ -160,22 +167,14 @@ async fn desired(
         ctx.docker.owner_labels(&owner).into_iter().collect();
     let mut secrets = Vec::new();
     for s in &objects.secrets {
-        let content = match &s.source {
-            SecretSource::Content(bytes) => bytes.clone(),
-            SecretSource::StoreKey(store_key) => match read_secret(ctx, store_key).await? {
-                Some(v) => v,
-                None => {
-                    return Ok(Err(Invalid(format!(
-                        "the value of secret {:?} is not in the store: apply the record again with its secret key",
-                        s.key
-                    ))));
-                }
-            },
+        let content = match stack_secrets::content(ctx, name, s).await? {
+            Ok(content) => content,
+            Err(message) => return Ok(Err(Invalid(message))),
         };
         // A keyed digest: the version suffix must not let anyone test guesses of the value.
-        let digest = match &ctx.secret_key {
-            Some(k) => k.digest(&content),
-            None => hash_hex(&content),
+        let digest = match &ctx.keyring {
+            Some(k) => k.digest(content.expose()),
+            None => hash_hex(content.expose()),
         };
         let drivers = Drivers {
             driver: s.driver.as_ref(),
@@ -186,7 +185,7 @@ async fn desired(
             &s.labels,
             &owner_labels,
             &digest,
-            &content,
+            content,
             drivers,
         )?);
     }
@@ -203,8 +202,8 @@ async fn desired(
             &c.name,
             &c.labels,
             &owner_labels,
-            &hash_hex(content),
-            content,
+            &hash_hex(content.expose()),
+            content.clone(),
             drivers,
         )?);
     }
@@ -221,7 +220,7 @@ fn blob(
     labels: &HashMap<String, String>,
     owner_labels: &BTreeMap<String, String>,
     digest: &str,
-    content: &[u8],
+    content: SecretValue,
     drivers: Drivers<'_>,
 ) -> Result<Blob, Error> {
     // Drivers are immutable too: a change of driver is a new version.
@@ -237,24 +236,10 @@ fn blob(
         logical: name.to_string(),
         versioned,
         labels,
-        data: base64::engine::general_purpose::STANDARD.encode(content),
+        content,
         driver: drivers.driver.cloned(),
         templating: drivers.templating.cloned(),
     })
-}
-
-async fn read_secret(ctx: &Context, store_key: &str) -> Result<Option<Vec<u8>>, Error> {
-    let Some(sealed) = ctx.store.get_secret(store_key).await? else {
-        return Ok(None);
-    };
-    let Some(key) = &ctx.secret_key else {
-        return Err(Error::Invalid(
-            "a secret key (--secret-key-file) is needed to read secret values".into(),
-        ));
-    };
-    key.open(&sealed)
-        .map(Some)
-        .map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// IDs of the objects services refer to, by swarm name.
@@ -356,7 +341,7 @@ fn drift_of(desired: &Desired, live: &Live, ids: &Ids) -> Vec<ObjectDrift> {
         {
             None => out.push(object("network", &net.name, ObjectState::Missing, vec![])),
             Some(l) => {
-                let fields = network_diff(&network_request(net, desired), l);
+                let fields = crate::plan::network::compare(&network_request(net, desired), l);
                 if !fields.is_empty() {
                     out.push(object("network", &net.name, ObjectState::Changed, fields));
                 }
@@ -419,22 +404,6 @@ fn object(what: &str, name: &str, state: ObjectState, fields: Vec<FieldDiff>) ->
         state,
         fields,
     }
-}
-
-fn network_diff(desired: &bollard::models::NetworkCreateRequest, live: &Network) -> Vec<FieldDiff> {
-    let want = serde_json::json!({
-        "Driver": desired.driver,
-        "Attachable": desired.attachable,
-        "Internal": desired.internal,
-        "Labels": desired.labels,
-    });
-    let have = serde_json::json!({
-        "Driver": live.driver,
-        "Attachable": live.attachable,
-        "Internal": live.internal,
-        "Labels": live.labels,
-    });
-    diff::diff(&want, &have, &[])
 }
 
 struct Orphan {
@@ -718,7 +687,7 @@ async fn converge(
         let spec = SecretSpec {
             name: Some(b.versioned.clone()),
             labels: Some(b.labels.clone()),
-            data: Some(b.data.clone()),
+            data: Some(b.data()),
             driver: b.driver.clone(),
             templating: b.templating.clone(),
         };
@@ -740,7 +709,7 @@ async fn converge(
         let spec = ConfigSpec {
             name: Some(b.versioned.clone()),
             labels: Some(b.labels.clone()),
-            data: Some(b.data.clone()),
+            data: Some(b.data()),
             templating: b.templating.clone(),
         };
         let id = ctx.docker.create_config(spec).await?;

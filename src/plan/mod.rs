@@ -3,4 +3,5 @@
 pub mod convert;
 pub mod diff;
 pub mod drift;
+pub mod network;
 pub mod stack;

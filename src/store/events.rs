@@ -12,7 +12,6 @@ use std::time::Duration;
 use etcd_client::{EventType as WatchEventType, PutOptions};
 use futures::stream::{BoxStream, StreamExt};
 use jiff::Timestamp;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -110,7 +109,7 @@ pub(crate) struct LeaseCache(Mutex<Option<(i64, Instant)>>);
 /// Sorts by time; the random suffix keeps two events of one nanosecond apart.
 fn event_id(time: Timestamp) -> String {
     let nanos = time.as_nanosecond().max(0);
-    let suffix: u32 = rand::thread_rng().r#gen();
+    let suffix: u32 = rand::random();
     format!("{nanos:020}-{suffix:08x}")
 }
 

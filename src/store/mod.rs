@@ -11,14 +11,18 @@
 //! - [`watch`]: list-then-watch of desired records that survives compaction and restarts.
 //! - [`leader`]: leader election on `<prefix>/leader`, and the fence of a leader's writes.
 //! - `txn.rs`: the one place writes go through, fenced when the store is.
-//! - [`crypto`]: the operator's secret key.
+//! - [`crypto`]: the operator's secret key: sealing values bound to their store key.
+//! - [`keyring`]: the keys in use during a rotation, and the digest key.
+//! - [`sealed`]: listing and compare-and-swap of sealed values, for key rotation; the digest key.
 
 pub mod crypto;
 mod error;
 pub mod events;
+pub mod keyring;
 mod keys;
 pub mod leader;
 pub mod records;
+pub mod sealed;
 pub mod secrets;
 mod txn;
 pub mod watch;
@@ -32,9 +36,10 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions,
 };
 
-pub use crypto::{CryptoError, SecretKey};
+pub use crypto::{CryptoError, KeyId, SecretKey};
 pub use error::StoreError;
 pub use events::Event;
+pub use keyring::{DigestKey, Keyring};
 pub use leader::{Leadership, WriteFence};
 pub use records::{Expect, PutOutcome, RecordPut, StoredRecord, Versioned};
 pub use secrets::SourceRecord;

@@ -15,6 +15,9 @@ use super::{Store, StoreError};
 
 /// etcd 3.4 refuses transactions with more than 128 operations (`--max-txn-ops`).
 const MAX_TXN_OPS: usize = 128;
+/// Below etcd's default `--max-request-bytes` (1.5 MiB), with room for the
+/// compares and framing of a transaction.
+const MAX_TXN_BYTES: usize = 1024 * 1024 + 256 * 1024;
 
 /// A stored value with its etcd revisions.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,20 +109,31 @@ fn encode(key: &str, value: &Value) -> Result<Vec<u8>, StoreError> {
 }
 
 /// The key-value of every key, `None` where absent, read in transactions of
-/// at most [`MAX_TXN_OPS`] gets.
+/// at most [`MAX_TXN_OPS`] gets. A transaction whose answer is over what the
+/// client accepts (records near the size cap) is read again in halves.
 async fn read_many(store: &Store, keys: &[String]) -> Result<Vec<Option<KeyValue>>, StoreError> {
     let mut client = store.kv();
     let mut out = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(MAX_TXN_OPS) {
+    let mut rest = keys;
+    let mut limit = MAX_TXN_OPS;
+    while !rest.is_empty() {
+        let chunk = &rest[..limit.min(rest.len())];
         let gets: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
-        let resp = client
-            .txn(Txn::new().and_then(gets))
-            .await
-            .map_err(|source| StoreError::Get {
-                key: chunk[0].clone(),
-                source,
-            })?;
-        out.extend(first_kvs(&resp.op_responses()));
+        match client.txn(Txn::new().and_then(gets)).await {
+            Ok(resp) => {
+                out.extend(first_kvs(&resp.op_responses()));
+                rest = &rest[chunk.len()..];
+            }
+            Err(err) if super::error::is_too_large(&err) && chunk.len() > 1 => {
+                limit = chunk.len() / 2;
+            }
+            Err(source) => {
+                return Err(StoreError::Get {
+                    key: chunk[0].clone(),
+                    source,
+                });
+            }
+        }
     }
     Ok(out)
 }
@@ -137,6 +151,8 @@ struct Guarded {
     /// 0 for a key that must still be absent.
     revision: i64,
     op: TxnOp,
+    /// What the operation adds to a request: its key and value.
+    bytes: usize,
 }
 
 /// Runs guarded operations in transactions of at most [`MAX_TXN_OPS`].
@@ -148,7 +164,16 @@ struct Guarded {
 async fn run_guarded(store: &Store, ops: Vec<Guarded>, write: Write) -> Result<(), StoreError> {
     let mut ops = ops.into_iter().peekable();
     while ops.peek().is_some() {
-        let chunk: Vec<Guarded> = ops.by_ref().take(MAX_TXN_OPS).collect();
+        // etcd refuses a request over 1.5 MiB (`--max-request-bytes`): a chunk
+        // ends before the record that would take it past that, or at 128 ops.
+        let mut bytes = 0;
+        let mut chunk: Vec<Guarded> = Vec::new();
+        while let Some(next) = ops.next_if(|g| {
+            chunk.is_empty() || (chunk.len() < MAX_TXN_OPS && bytes + g.bytes <= MAX_TXN_BYTES)
+        }) {
+            bytes += next.bytes;
+            chunk.push(next);
+        }
         let compares: Vec<Compare> = chunk
             .iter()
             .map(|g| Compare::mod_revision(g.key.as_str(), CompareOp::Equal, g.revision))
@@ -256,8 +281,15 @@ impl Store {
                 Some(_) => PutOutcome::Configured,
             };
             if outcome != PutOutcome::Unchanged {
-                let op = TxnOp::put(key.as_str(), encode(&key, &put.value)?, None);
-                writes.push(Guarded { key, revision, op });
+                let value = encode(&key, &put.value)?;
+                let bytes = key.len() + value.len();
+                let op = TxnOp::put(key.as_str(), value, None);
+                writes.push(Guarded {
+                    key,
+                    revision,
+                    op,
+                    bytes,
+                });
             }
             outcomes.push(outcome);
         }
@@ -293,7 +325,13 @@ impl Store {
                 continue;
             }
             let op = TxnOp::delete(key.as_str(), None);
-            ops.push(Guarded { key, revision, op });
+            let bytes = key.len();
+            ops.push(Guarded {
+                key,
+                revision,
+                op,
+                bytes,
+            });
             outcomes.push(true);
         }
         run_guarded(self, ops, Write::Delete).await?;

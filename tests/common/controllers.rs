@@ -9,7 +9,7 @@ use swarmkeeper::controllers::status::Status;
 use swarmkeeper::controllers::{Context, Controllers, RecordKey};
 use swarmkeeper::docker::Docker;
 use swarmkeeper::runtime::run_once;
-use swarmkeeper::store::{SecretKey, Store};
+use swarmkeeper::store::{Keyring, SecretKey, Store};
 
 /// Controllers on `store`, with a fresh secret key and a Docker connection
 /// scoped like the binary's, so both see the same objects.
@@ -22,7 +22,7 @@ pub async fn controllers(store: &Store) -> Arc<Controllers> {
         ctx: Context::new(
             store.clone(),
             docker,
-            Some(SecretKey::generate()),
+            Some(Keyring::new(SecretKey::generate(), None)),
             Duration::from_secs(300),
         ),
         metrics: None,

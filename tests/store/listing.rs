@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use swarmkeeper::store::{Event, Expect};
+use swarmkeeper::store::{Event, Expect, PutOutcome};
 
 use super::{Etcd, put};
 
@@ -24,11 +24,20 @@ fn blob_len(value: &Value) -> usize {
 async fn large_records_are_listed_in_pages_that_fit() {
     let store = Etcd::shared().store("large-records").await;
     let before = store.list_records(None).await.unwrap().1;
-    // One write each: a transaction carrying two would pass etcd's request limit.
-    for name in ["big-a", "big-b", "big-c", "big-d"] {
-        let record = put("Stack", name, large_record(name), Expect::Absent);
-        store.put_records(vec![record]).await.unwrap();
-    }
+    // One apply of all four: more than etcd takes in one request, so it is
+    // written in transactions that each fit, and read back in halves.
+    let large = |expect| -> Vec<_> {
+        ["big-a", "big-b", "big-c", "big-d"]
+            .iter()
+            .map(|name| put("Stack", name, large_record(name), expect))
+            .collect()
+    };
+    store.put_records(large(Expect::Absent)).await.unwrap();
+    let again = store.put_records(large(Expect::Any)).await.unwrap();
+    assert!(
+        again.iter().all(|o| *o == PutOutcome::Unchanged),
+        "{again:?}"
+    );
     let small: Vec<_> = (0..5)
         .map(|i| {
             put(

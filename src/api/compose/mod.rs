@@ -169,10 +169,7 @@ impl ComposeFile {
         normalize_top(&mut value);
         serde_path_to_error::deserialize::<_, Strict>(value)
             .map(|strict| strict.0)
-            .map_err(|err| {
-                let path = join_path(base_path, err.path());
-                FieldError::new(path, err.into_inner().to_string())
-            })
+            .map_err(|err| super::redact::field_error(base_path, err, false))
     }
 
     /// Cross-field checks (undefined networks, secrets, configs and volumes, missing images,

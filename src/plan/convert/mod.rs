@@ -23,6 +23,7 @@ use std::fmt;
 use bollard::models::{Driver, NetworkCreateRequest, ServiceSpec};
 use indexmap::IndexMap;
 
+use crate::api::SecretValue;
 use crate::api::compose::{ComposeFile, External, ListOrMap};
 
 mod deploy;
@@ -85,8 +86,9 @@ pub struct NetworkObject {
 /// Where a secret's or config's bytes come from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    /// The bytes themselves (a config's `content`, or the empty data of a driver secret).
-    Content(Vec<u8>),
+    /// The bytes themselves (a config's `content`, or the empty data of a driver
+    /// secret), held as secret bytes since this type carries secrets' contents too.
+    Content(SecretValue),
     /// The store key of an encrypted value (`x-swarmkeeper-secret`), read by the controller.
     StoreKey(String),
 }
@@ -501,7 +503,7 @@ mod tests {
 
     #[test]
     fn secret_content_never_shows_in_debug() {
-        let source = SecretSource::Content(b"hunter2".to_vec());
+        let source = SecretSource::Content(SecretValue::from("hunter2"));
         assert_eq!(format!("{source:?}"), "Content(<7 bytes>)");
     }
 }

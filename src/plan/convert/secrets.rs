@@ -12,6 +12,7 @@ use super::{
     ConfigObject, ConvertError, Externals, SecretObject, SecretSource, is_external, non_empty_str,
     object_name, stack_labels, to_hash_map,
 };
+use crate::api::SecretValue;
 use crate::api::compose::{ComposeFile, External, FileRef};
 
 /// The stack's own secrets, with where each one's value comes from; external ones are only
@@ -38,7 +39,7 @@ pub(super) fn convert_secrets(
         let source = match (&def.store_key, &driver) {
             (Some(store_key), _) => SecretSource::StoreKey(store_key.clone()),
             // A driver secret's value comes from the plugin: the CLI sends empty data.
-            (None, Some(_)) => SecretSource::Content(Vec::new()),
+            (None, Some(_)) => SecretSource::Content(SecretValue::new(Vec::new())),
             (None, None) => {
                 return Err(ConvertError::ConvertSecret {
                     key: key.clone(),
@@ -91,7 +92,7 @@ pub(super) fn convert_configs(
             key: key.clone(),
             name,
             labels: stack_labels(stack, def.labels.as_ref()),
-            source: SecretSource::Content(content.clone().into_bytes()),
+            source: SecretSource::Content(SecretValue::from(content.as_str())),
             templating: templating(def.template_driver.as_ref()),
         });
     }
@@ -216,7 +217,7 @@ mod tests {
         );
         assert_eq!(
             objects.configs[0].source,
-            SecretSource::Content(b"listen 80\n".to_vec())
+            SecretSource::Content(SecretValue::from("listen 80\n"))
         );
         assert_eq!(
             objects.configs[0].templating.as_ref().unwrap().name,

@@ -1,0 +1,220 @@
+//! What triggers a reconcile: which records an etcd change, a Docker event or
+//! a resync concerns. The runtime only dedupes and schedules the keys these
+//! streams name; the reconcilers never learn why they run.
+//!
+//! - [`etcd`]: every record listed, then each change the watch sees.
+//! - [`docker`]: the owner of each object a Docker event is about (plus the
+//!   stacks that use a Secret record's new version), and every record again
+//!   after the events stream reconnects.
+//! - [`resync`]: every record, periodically: what heals a missed event.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, stream};
+
+use super::{Context, Controllers, Error, RecordKey};
+use crate::api::Kind;
+use crate::docker::{Docker, DockerError, DockerEvent, EventType};
+use crate::runtime::{self, ResetTimerBackoff, Session};
+use crate::store::{Store, StoreError, WatchEvent};
+
+/// Every record, every `interval`, retried with backoff when a listing fails.
+pub fn resync(
+    controllers: Arc<Controllers>,
+    interval: Duration,
+) -> impl Stream<Item = RecordKey> + Send + 'static {
+    runtime::resync(interval, move || {
+        let c = controllers.clone();
+        async move { all_keys(&c.ctx).await }
+    })
+}
+
+/// Record keys from etcd: every record listed, then every change after the
+/// listing's revision. The stream re-lists on compaction and reconnects on its own.
+pub fn etcd(store: Store) -> impl Stream<Item = RecordKey> + Send + 'static {
+    stream::once(list_then_watch(store))
+        .flatten()
+        .filter_map(|event| async move {
+            let (kind, name) = match event {
+                Ok(WatchEvent::Put { kind, name, .. } | WatchEvent::Delete { kind, name }) => {
+                    (kind, name)
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "etcd watch error");
+                    return None;
+                }
+            };
+            Some(RecordKey::new(kind.parse::<Kind>().ok()?, name))
+        })
+}
+
+/// The records at one revision, as `Put`s, followed by the watch from the next
+/// revision; both retried with backoff until they work.
+///
+/// The listed records are yielded too, not only used for their revision: when the
+/// first listing fails (a range answer over gRPC's 4 MiB, etcd unavailable), a record
+/// written before the one that works is named here, rather than left to the next
+/// resync.
+async fn list_then_watch(store: Store) -> BoxStream<'static, Result<WatchEvent, StoreError>> {
+    let mut delays = runtime::Backoff::RECONNECT.delays();
+    loop {
+        let err = match store.list_records(None).await {
+            Ok((records, revision)) => match store.watch_desired(revision + 1).await {
+                Ok(watch) => {
+                    let listed = records.into_iter().map(|r| {
+                        Ok(WatchEvent::Put {
+                            kind: r.kind,
+                            name: r.name,
+                            versioned: r.versioned,
+                        })
+                    });
+                    return stream::iter(listed).chain(watch).boxed();
+                }
+                Err(err) => err,
+            },
+            Err(err) => err,
+        };
+        let delay = delays
+            .next()
+            .unwrap_or(runtime::Backoff::RECONNECT.max_delay);
+        tracing::warn!(%err, ?delay, "could not list and watch records; retrying");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The records a Docker event concerns.
+async fn keys_of(c: &Controllers, event: Result<DockerEvent, DockerError>) -> Vec<RecordKey> {
+    let event = match event {
+        Ok(e) => e,
+        Err(err) => {
+            tracing::warn!(%err, "docker events ended");
+            return Vec::new();
+        }
+    };
+    // Nodes are not ours, so their events carry no owner: a Node record is
+    // named after its node.
+    if event.typ == EventType::Node {
+        return event
+            .name
+            .map(|n| RecordKey::new(Kind::Node, n))
+            .into_iter()
+            .collect();
+    }
+    let Some((kind, name)) = event
+        .owner
+        .and_then(|o| Some((o.kind.parse::<Kind>().ok()?, o.name)))
+    else {
+        return Vec::new();
+    };
+    let mut keys = vec![RecordKey::new(kind, name)];
+    // A new version of a Secret record's value: the stacks that use it move to
+    // it now rather than at the next resync.
+    if kind == Kind::Secret && event.typ == EventType::Secret && event.action == "create" {
+        match c.ctx.store.list_records(Some(Kind::Stack.as_str())).await {
+            Ok((stacks, _)) => keys.extend(
+                stacks
+                    .into_iter()
+                    .map(|r| RecordKey::new(Kind::Stack, r.name)),
+            ),
+            Err(err) => {
+                tracing::warn!(%err, "could not list the stacks a new secret version concerns")
+            }
+        }
+    }
+    keys
+}
+
+/// Record keys of owned objects that Docker events say changed. When the events
+/// stream ends (dockerd went away, or dropped it) it is reopened with a backoff
+/// that starts over only after 120 s without an error, and every record is named
+/// again, since events were missed meanwhile.
+pub fn docker(controllers: Arc<Controllers>) -> impl Stream<Item = RecordKey> + Send + 'static {
+    runtime::reconnecting(ResetTimerBackoff::default(), move |session| {
+        let c = controllers.clone();
+        async move {
+            let missed = match session {
+                Session::First => Vec::new(),
+                Session::Reconnect => match all_keys(&c.ctx).await {
+                    Ok(all) => all,
+                    Err(err) => {
+                        tracing::warn!(%err, "dockerd still unreachable");
+                        return None;
+                    }
+                },
+            };
+            let with = c.clone();
+            let events = c
+                .ctx
+                .docker
+                .events(None)
+                .then(move |event| {
+                    let c = with.clone();
+                    async move { keys_of(&c, event).await }
+                })
+                .flat_map(stream::iter);
+            // Boxed: `events` returns a 'static stream, but its opaque type names the borrow of `c`.
+            Some(stream::iter(missed).chain(events).boxed())
+        }
+    })
+}
+
+/// Records that own objects in the swarm, whether or not they still exist in etcd:
+/// deletion must not depend on having seen the delete event.
+///
+/// # Errors
+/// When dockerd does not answer.
+pub async fn owners_in_swarm(docker: &Docker) -> Result<BTreeSet<RecordKey>, Error> {
+    let mut labels = Vec::new();
+    labels.extend(
+        docker
+            .list_services(None)
+            .await?
+            .into_iter()
+            .map(|s| s.spec.and_then(|s| s.labels)),
+    );
+    labels.extend(
+        docker
+            .list_networks(None)
+            .await?
+            .into_iter()
+            .map(|n| n.labels),
+    );
+    labels.extend(
+        docker
+            .list_secrets(None)
+            .await?
+            .into_iter()
+            .map(|s| s.spec.and_then(|s| s.labels)),
+    );
+    labels.extend(
+        docker
+            .list_configs(None)
+            .await?
+            .into_iter()
+            .map(|c| c.spec.and_then(|s| s.labels)),
+    );
+    Ok(labels
+        .iter()
+        .filter_map(|l| docker.owner_of(l.as_ref()))
+        .filter_map(|o| Some(RecordKey::new(o.kind.parse().ok()?, o.name)))
+        .collect())
+}
+
+/// Every record to look at: those in etcd and those that own swarm objects.
+///
+/// # Errors
+/// When etcd or dockerd does not answer.
+pub async fn all_keys(ctx: &Context) -> Result<Vec<RecordKey>, Error> {
+    let (records, _) = ctx.store.list_records(None).await?;
+    let mut keys: BTreeSet<RecordKey> = records
+        .into_iter()
+        .filter_map(|r| Some(RecordKey::new(r.kind.parse().ok()?, r.name)))
+        .collect();
+    // Only this instance's objects: another prefix on the same swarm is another instance.
+    let scoped = ctx.docker.clone().scoped(ctx.store.prefix());
+    keys.extend(owners_in_swarm(&scoped).await?);
+    Ok(keys.into_iter().collect())
+}

@@ -175,12 +175,7 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
 
 /// The live objects `owner` has in the swarm.
 async fn observe(ctx: &Context, owner: &Owner) -> Result<Live, Error> {
-    Ok(Live {
-        services: ctx.docker.list_services(Some(owner)).await?,
-        networks: ctx.docker.list_networks(Some(owner)).await?,
-        secrets: ctx.docker.list_secrets(Some(owner)).await?,
-        configs: ctx.docker.list_configs(Some(owner)).await?,
-    })
+    Ok(ctx.docker.list_owned(Some(owner)).await?)
 }
 
 /// What a pass found, and the plan that converges it.

@@ -167,38 +167,11 @@ pub fn docker(controllers: Arc<Controllers>) -> impl Stream<Item = RecordKey> + 
 /// # Errors
 /// When dockerd does not answer.
 pub async fn owners_in_swarm(docker: &Docker) -> Result<BTreeSet<RecordKey>, Error> {
-    let mut labels = Vec::new();
-    labels.extend(
-        docker
-            .list_services(None)
-            .await?
-            .into_iter()
-            .map(|s| s.spec.and_then(|s| s.labels)),
-    );
-    labels.extend(
-        docker
-            .list_networks(None)
-            .await?
-            .into_iter()
-            .map(|n| n.labels),
-    );
-    labels.extend(
-        docker
-            .list_secrets(None)
-            .await?
-            .into_iter()
-            .map(|s| s.spec.and_then(|s| s.labels)),
-    );
-    labels.extend(
-        docker
-            .list_configs(None)
-            .await?
-            .into_iter()
-            .map(|c| c.spec.and_then(|s| s.labels)),
-    );
-    Ok(labels
-        .iter()
-        .filter_map(|l| docker.owner_of(l.as_ref()))
+    Ok(docker
+        .list_owned(None)
+        .await?
+        .labelled()
+        .filter_map(|(_, labels)| docker.owner_of(labels.as_ref()))
         .filter_map(|o| Some(RecordKey::new(o.kind.parse().ok()?, o.name)))
         .collect())
 }

@@ -201,24 +201,7 @@ impl Watch {
 
     async fn seed(&mut self) -> Result<(), DockerError> {
         let docker = &self.docker;
-        let services = docker.list_services(None).await?;
-        let networks = docker.list_networks(None).await?;
-        let secrets = docker.list_secrets(None).await?;
-        let configs = docker.list_configs(None).await?;
-        let labelled = services
-            .into_iter()
-            .map(|s| (s.id, s.spec.and_then(|spec| spec.labels)))
-            .chain(networks.into_iter().map(|n| (n.id, n.labels)))
-            .chain(
-                secrets
-                    .into_iter()
-                    .map(|s| (s.id, s.spec.and_then(|spec| spec.labels))),
-            )
-            .chain(
-                configs
-                    .into_iter()
-                    .map(|c| (c.id, c.spec.and_then(|spec| spec.labels))),
-            );
+        let labelled = docker.list_owned(None).await?.labelled();
         for (id, labels) in labelled {
             if let (Some(id), Some(owner)) = (id, docker.owner_of(labels.as_ref())) {
                 self.owners.insert(id, owner);

@@ -42,6 +42,7 @@ pub use bollard::models::{
 pub use error::DockerError;
 pub use events::{DockerEvent, EventType};
 pub use labels::{MANAGED, OWNER, Owner, ParseOwnerError, SPEC_HASH, STACK_NAMESPACE};
+pub use objects::{Labels, OwnedObjects};
 pub use service::{ServiceUpdate, TaskCounts, UpdateState, service_update_state};
 
 /// Where dockerd listens when `DOCKER_HOST` is unset or empty, as for the docker CLI.

@@ -1,9 +1,12 @@
-//! Networks, secrets and configs: listing by owner, lookup by name, create and remove.
+//! Networks, secrets and configs: listing by owner (with services, every
+//! owned object at once), lookup by name, create and remove.
 
 use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{Config, ConfigSpec, Network, NetworkCreateRequest, Secret, SecretSpec};
+use bollard::models::{
+    Config, ConfigSpec, Network, NetworkCreateRequest, Secret, SecretSpec, Service,
+};
 use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListSecretsOptions};
 
 use super::labels::{self, Owner};
@@ -26,7 +29,53 @@ fn list_error(what: &'static str) -> impl FnOnce(BollardError) -> DockerError {
     move |source| DockerError::List { what, source }
 }
 
+/// Every object one owner has in the swarm: services, networks, secret and
+/// config versions (or every managed one in scope, without an owner).
+#[derive(Debug, Default, Clone)]
+pub struct OwnedObjects {
+    pub services: Vec<Service>,
+    pub networks: Vec<Network>,
+    pub secrets: Vec<Secret>,
+    pub configs: Vec<Config>,
+}
+
+/// An object's labels, as listings give them.
+pub type Labels = Option<HashMap<String, String>>;
+
+impl OwnedObjects {
+    /// Each object's ID and labels, whatever its type.
+    pub fn labelled(self) -> impl Iterator<Item = (Option<String>, Labels)> {
+        let services = self
+            .services
+            .into_iter()
+            .map(|s| (s.id, s.spec.and_then(|spec| spec.labels)));
+        let networks = self.networks.into_iter().map(|n| (n.id, n.labels));
+        let secrets = self
+            .secrets
+            .into_iter()
+            .map(|s| (s.id, s.spec.and_then(|spec| spec.labels)));
+        let configs = self
+            .configs
+            .into_iter()
+            .map(|c| (c.id, c.spec.and_then(|spec| spec.labels)));
+        services.chain(networks).chain(secrets).chain(configs)
+    }
+}
+
 impl Docker {
+    /// The managed objects of `owner` (or all in scope), of every type.
+    ///
+    /// # Errors
+    /// [`DockerError::List`] when dockerd fails to answer.
+    pub async fn list_owned(&self, owner: Option<&Owner>) -> Result<OwnedObjects, DockerError> {
+        Ok(OwnedObjects {
+            services: self.list_services(owner).await?,
+            networks: self.list_networks(owner).await?,
+            secrets: self.list_secrets(owner).await?,
+            configs: self.list_configs(owner).await?,
+        })
+    }
+
     async fn networks(&self, filters: Filters) -> Result<Vec<Network>, DockerError> {
         let options = ListNetworksOptions {
             filters: Some(filters),

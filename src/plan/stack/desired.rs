@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
 use bollard::models::{
-    Config, ConfigSpec, Driver, Network, NetworkCreateRequest, Secret, SecretSpec, Service,
-    ServiceSpec,
+    Config, ConfigSpec, Driver, NetworkCreateRequest, Secret, SecretSpec, Service, ServiceSpec,
 };
 
 use super::compare::{add_labels, json_hash, network_ids, versioned_name};
@@ -17,13 +16,7 @@ use crate::docker::labels::SPEC_HASH;
 use crate::plan::convert::{self, NetworkObject, ServiceObject, StackObjects};
 
 /// The live objects one stack record owns.
-#[derive(Debug, Default, Clone)]
-pub struct Live {
-    pub services: Vec<Service>,
-    pub networks: Vec<Network>,
-    pub secrets: Vec<Secret>,
-    pub configs: Vec<Config>,
-}
+pub use crate::docker::OwnedObjects as Live;
 
 /// A secret or config version: immutable content under a versioned name.
 #[derive(Debug, Clone)]

@@ -4,4 +4,5 @@ pub mod convert;
 pub mod diff;
 pub mod drift;
 pub mod network;
+pub mod node;
 pub mod stack;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::Etcd;
 use common::controllers::{controllers, pass, status};
+use common::http::{free_port, last_write, metric};
 use common::swarm::{IMAGE, docker, docker_ok, names_with_label, require_swarm_manager};
-use etcd_client::GetOptions;
 use serde_json::{Value, json};
 use swarmkeeper::api::{API_VERSION, Kind, Record};
 use swarmkeeper::controllers::RecordKey;
@@ -88,48 +88,6 @@ async fn put(store: &Store, kind: Kind, name: &str, value: Value) {
         }])
         .await
         .expect("etcd takes the record");
-}
-
-/// The newest revision of any key under the test's prefix: what moves on any write.
-async fn last_write(store: &Store) -> i64 {
-    let prefix = format!("{}/", store.prefix());
-    let resp = store
-        .raw_client()
-        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("list the prefix");
-    resp.kvs()
-        .iter()
-        .map(etcd_client::KeyValue::mod_revision)
-        .max()
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The value of one series of `/metrics`, 0 when it is not there yet.
-fn metric(addr: &str, series: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(addr).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        conn,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).ok()?;
-    answer.contains("# EOF").then(|| {
-        answer
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    })
 }
 
 async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -327,13 +285,13 @@ async fn passes_over_converged_records_write_nothing_to_etcd() {
         Some(())
     })
     .await;
-    let revision = last_write(&store).await;
+    let revision = last_write(&store, None).await;
     let writes = controllers.ctx.docker.writes();
     for _ in 0..3 {
         pass(&controllers, &keys).await;
     }
     assert_eq!(
-        last_write(&store).await,
+        last_write(&store, None).await,
         revision,
         "a converged pass wrote to etcd"
     );

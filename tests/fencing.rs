@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Etcd;
+use common::http::{free_port, last_write, leader_gauge};
 use common::swarm::{IMAGE, docker, names_with_label, require_swarm_manager};
-use etcd_client::GetOptions;
 use serde_json::{Value, json};
 use swarmkeeper::api::{API_VERSION, Record};
 use swarmkeeper::store::{Expect, RecordPut, Store, StoreError};
@@ -98,13 +98,6 @@ fn cli_via(store: &Store, endpoint: &str) -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// The `GENERATION` a service runs and its version index, if it exists.
 fn service_state(service: &str) -> Option<(String, String)> {
     let out = docker(&[
@@ -131,23 +124,6 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// The newest revision of any key under the prefix that is not the election's.
-async fn last_write(store: &Store) -> i64 {
-    let prefix = format!("{}/", store.prefix());
-    let leader = format!("{}/leader", store.prefix());
-    let resp = store
-        .raw_client()
-        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("list the prefix");
-    resp.kvs()
-        .iter()
-        .filter(|kv| !kv.key().starts_with(leader.as_bytes()))
-        .map(etcd_client::KeyValue::mod_revision)
-        .max()
-        .unwrap_or(0)
 }
 
 /// A proxy to dockerd that, while armed, holds every service update until
@@ -342,7 +318,7 @@ async fn a_leader_paused_past_its_lease_lands_no_write_after_it_wakes() {
     // Let the new leader finish its pass (status, events) before taking stock.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, version) = service_state(&service).expect("the service");
-    let etcd_before = last_write(&store).await;
+    let etcd_before = last_write(&store, Some("leader")).await;
 
     // The stale update reaches dockerd (which refuses its old version), then
     // the old leader wakes up to the answer and to a deadline long passed.
@@ -365,7 +341,7 @@ async fn a_leader_paused_past_its_lease_lands_no_write_after_it_wakes() {
         "the deposed leader retried its update"
     );
     assert_eq!(
-        last_write(&store).await,
+        last_write(&store, Some("leader")).await,
         etcd_before,
         "a write landed in etcd after the old leader woke up"
     );
@@ -463,27 +439,6 @@ async fn run_once_waits_out_a_dead_leaders_lease_and_force_skips_the_election() 
         "{}",
         String::from_utf8_lossy(&forced.stderr)
     );
-}
-
-/// The `swarmkeeper_leader` gauge of a replica, once its `/metrics` answers.
-fn leader_gauge(addr: &str) -> Option<i64> {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(addr).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        conn,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).ok()?;
-    answer
-        .lines()
-        .find(|l| l.starts_with("swarmkeeper_leader "))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,14 +5,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Etcd;
+use common::http::{free_port, http_get, leader_gauge};
 
 /// Sealed values: isolation between stacks, and key rotation under a running stack.
 #[path = "stack/secrets.rs"]
@@ -636,29 +635,6 @@ async fn drift_is_reported_by_field_path_then_healed() {
 // ---------------------------------------------------------------------------
 // 4. Self-heal through `run`
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A GET over plain HTTP/1.1: status code and body.
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut conn = TcpStream::connect(addr).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).ok()?;
-    let code = answer.split_whitespace().nth(1)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((code, body))
-}
-
 fn with_annotation(mut record: Value, key: &str, value: &str) -> Value {
     record["metadata"]["annotations"] = json!({ key: value });
     record
@@ -1249,20 +1225,6 @@ async fn a_file_secret_reaches_the_swarm_and_never_shows_in_status_events_drift_
 
 // ---------------------------------------------------------------------------
 // 10. Leader election
-
-/// The `swarmkeeper_leader` gauge of a replica, once its `/metrics` answers.
-fn leader_gauge(addr: &str) -> Option<i64> {
-    let (code, body) = http_get(addr, "/metrics")?;
-    if code != 200 {
-        return None;
-    }
-    body.lines()
-        .find(|l| l.starts_with("swarmkeeper_leader "))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_and_another_takes_over_when_it_dies() {

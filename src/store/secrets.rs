@@ -63,13 +63,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Get`] when etcd fails.
     pub async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.keys().secret(name)?;
-        let resp = self
-            .kv()
-            .get(key.as_str(), None)
-            .await
-            .map_err(|source| StoreError::Get { key, source })?;
-        Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+        Ok(self.get_sealed(name).await?.map(|value| value.sealed))
     }
 
     /// Removes a sealed value; true when there was one.

@@ -21,6 +21,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod controllers;
+pub mod http;
 pub mod swarm;
 
 use std::io::{Read, Write};

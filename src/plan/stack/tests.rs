@@ -2,7 +2,7 @@
 //! a second plan after executing the first has no action, over random stacks
 //! and a model of the swarm that applies actions as dockerd would.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{Config, ConfigSpec, Secret, SecretSpec, Service, ServiceSpec};
 use proptest::prelude::*;
@@ -200,33 +200,30 @@ impl Model {
                     self.live.networks.push(live);
                 }
                 (Change::Create, Object::Secret) => {
-                    let blob = desired.secrets.iter().find(|b| b.versioned == step.name);
-                    let blob = blob.unwrap();
                     let id = self.id();
-                    ids.secrets
-                        .insert(blob.logical.clone(), (blob.versioned.clone(), id.clone()));
-                    let spec = SecretSpec {
+                    let blob = created(&desired.secrets, step, &mut ids.secrets, &id);
+                    let spec = Some(SecretSpec {
                         data: None,
                         ..blob.secret_spec()
-                    };
+                    });
+                    let id = Some(id);
                     self.live.secrets.push(Secret {
-                        id: Some(id),
-                        spec: Some(spec),
+                        id,
+                        spec,
                         ..Default::default()
                     });
                 }
                 (Change::Create, Object::Config) => {
-                    let blob = desired.configs.iter().find(|b| b.versioned == step.name);
-                    let blob = blob.unwrap();
                     let id = self.id();
-                    ids.configs
-                        .insert(blob.logical.clone(), (blob.versioned.clone(), id.clone()));
+                    let blob = created(&desired.configs, step, &mut ids.configs, &id);
+                    let spec = Some(ConfigSpec {
+                        data: None,
+                        ..blob.config_spec()
+                    });
+                    let id = Some(id);
                     self.live.configs.push(Config {
-                        id: Some(id),
-                        spec: Some(ConfigSpec {
-                            data: None,
-                            ..blob.config_spec()
-                        }),
+                        id,
+                        spec,
                         ..Default::default()
                     });
                 }
@@ -319,6 +316,21 @@ fn inventory(model: &Model, desired: &Desired) -> [(Vec<String>, Vec<String>); 4
             ),
         ),
     ]
+}
+
+/// The version `step` creates, recorded in `ids` under `id`.
+fn created<'a>(
+    blobs: &'a [Blob],
+    step: &Step,
+    ids: &mut HashMap<String, (String, String)>,
+    id: &str,
+) -> &'a Blob {
+    let blob = blobs.iter().find(|b| b.versioned == step.name).unwrap();
+    ids.insert(
+        blob.logical.clone(),
+        (blob.versioned.clone(), id.to_owned()),
+    );
+    blob
 }
 
 fn service(id: &str, spec: ServiceSpec) -> Service {

@@ -24,7 +24,9 @@ use bollard::models::{Driver, NetworkCreateRequest, ServiceSpec};
 use indexmap::IndexMap;
 
 use crate::api::SecretValue;
-use crate::api::compose::{ComposeFile, External, ListOrMap};
+use crate::api::compose::{
+    ComposeFile, ConfigDef, External, ListOrMap, NetworkDef, SecretDef, VolumeDef,
+};
 
 mod deploy;
 mod networks;
@@ -241,25 +243,60 @@ fn to_hash_map(map: IndexMap<String, String>) -> HashMap<String, String> {
     map.into_iter().collect()
 }
 
+/// What naming needs of a top-level compose object (network, volume, secret, config).
+trait TopLevel {
+    /// Its `name:`.
+    fn name(&self) -> Option<&String>;
+    /// Its `external:`.
+    fn external(&self) -> Option<&External>;
+
+    /// Whether the stack uses the object without creating it.
+    fn is_external(&self) -> bool {
+        self.external().is_some_and(External::is_external)
+    }
+}
+
+macro_rules! top_level {
+    ($($def:ty),+) => {$(
+        impl TopLevel for $def {
+            fn name(&self) -> Option<&String> {
+                self.name.as_ref()
+            }
+            fn external(&self) -> Option<&External> {
+                self.external.as_ref()
+            }
+        }
+    )+};
+}
+
+top_level!(NetworkDef, VolumeDef, SecretDef, ConfigDef);
+
 /// The swarm name of a top-level object: `name:`, the legacy `external.name`, the bare key
 /// for other external objects, or `<stack>_<key>`.
-fn object_name(
-    stack: &str,
-    key: &str,
-    name: Option<&String>,
-    external: Option<&External>,
-) -> String {
-    let legacy = external.and_then(External::legacy_name);
-    match (name, legacy) {
+fn object_name(stack: &str, key: &str, def: &impl TopLevel) -> String {
+    let legacy = def.external().and_then(External::legacy_name);
+    match (def.name(), legacy) {
         (Some(name), _) => name.clone(),
         (None, Some(legacy)) => legacy.to_owned(),
-        (None, None) if external.is_some_and(External::is_external) => key.to_owned(),
+        (None, None) if def.is_external() => key.to_owned(),
         (None, None) => scope(stack, key),
     }
 }
 
-fn is_external(external: Option<&External>) -> bool {
-    external.is_some_and(External::is_external)
+/// The swarm name of a top-level object the stack creates; `None` for an external one,
+/// which is only named, in `externals`.
+fn own_object_name(
+    stack: &str,
+    key: &str,
+    def: &impl TopLevel,
+    externals: &mut Vec<String>,
+) -> Option<String> {
+    let name = object_name(stack, key, def);
+    if def.is_external() {
+        externals.push(name);
+        return None;
+    }
+    Some(name)
 }
 
 /// What the seams' unit tests share: the compose fixtures and the lookups into their result.
@@ -499,6 +536,30 @@ mod tests {
         rename_config_refs(&mut spec, &map);
         let configs = container(&spec).configs.clone().unwrap();
         assert_eq!(configs[0].config_id.as_deref(), Some("id2"));
+    }
+
+    #[test]
+    fn top_level_objects_are_named_as_the_cli_names_them() {
+        let compose = parse(
+            "services: {}\nnetworks:\n  own: {}\n  named: {name: custom}\n  ext: {external: true}\n  legacy: {external: {name: old-name}}\n  both: {name: wins, external: {name: loses}}\n",
+        );
+        let mut externals = Vec::new();
+        let own: Vec<_> = compose
+            .networks
+            .iter()
+            .map(|(key, def)| own_object_name("demo", key, def, &mut externals))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                Some("demo_own".to_owned()),
+                Some("custom".to_owned()),
+                None,
+                None,
+                None
+            ]
+        );
+        assert_eq!(externals, ["ext", "old-name", "wins"]);
     }
 
     #[test]

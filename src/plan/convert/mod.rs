@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use bollard::models::{Driver, NetworkCreateRequest, ServiceSpec};
+use bollard::models::{Driver, NetworkCreateRequest, ServiceSpec, TaskSpecContainerSpec};
 use indexmap::IndexMap;
 
 use crate::api::SecretValue;
@@ -75,15 +75,21 @@ pub struct Externals {
     pub configs: Vec<String>,
 }
 
-/// A stack network.
+/// A stack object swarm is asked to create from a spec alone: a network or a service.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NetworkObject {
+pub struct StackObject<S> {
     /// The key in the compose file.
     pub key: String,
-    /// The swarm name: `<stack>_<key>`, or `name:`.
+    /// The swarm name: `<stack>_<key>`, or a network's `name:`.
     pub name: String,
-    pub spec: NetworkCreateRequest,
+    pub spec: S,
 }
+
+/// A stack network.
+pub type NetworkObject = StackObject<NetworkCreateRequest>;
+
+/// A stack service.
+pub type ServiceObject = StackObject<ServiceSpec>;
 
 /// Where a secret's or config's bytes come from.
 #[derive(Clone, PartialEq, Eq)]
@@ -131,16 +137,6 @@ pub struct ConfigObject {
     pub templating: Option<Driver>,
 }
 
-/// A stack service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceObject {
-    /// The key in the compose file.
-    pub key: String,
-    /// The swarm name: `<stack>_<key>`.
-    pub name: String,
-    pub spec: ServiceSpec,
-}
-
 /// Converts a compose file into the objects `docker stack deploy <stack>` would create.
 ///
 /// # Errors
@@ -179,31 +175,36 @@ pub fn convert_stack(stack: &str, compose: &ComposeFile) -> Result<StackObjects,
 /// Points the service's secret references at new names and IDs: `map` goes from the name in
 /// the spec to `(new name, id)`. References not in `map` are left alone.
 pub fn rename_secret_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String, String)>) {
-    let secrets = spec
-        .task_template
-        .as_mut()
-        .and_then(|t| t.container_spec.as_mut())
-        .and_then(|c| c.secrets.as_mut());
+    let secrets = container_spec(spec).and_then(|c| c.secrets.as_mut());
     for reference in secrets.into_iter().flatten() {
-        if let Some((name, id)) = reference.secret_name.as_ref().and_then(|n| map.get(n)) {
-            reference.secret_name = Some(name.clone());
-            reference.secret_id = Some(id.clone());
-        }
+        rename(&mut reference.secret_name, &mut reference.secret_id, map);
     }
 }
 
 /// Points the service's config references at new names and IDs, as [`rename_secret_refs`].
 pub fn rename_config_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String, String)>) {
-    let configs = spec
-        .task_template
+    let configs = container_spec(spec).and_then(|c| c.configs.as_mut());
+    for reference in configs.into_iter().flatten() {
+        rename(&mut reference.config_name, &mut reference.config_id, map);
+    }
+}
+
+/// The container spec of the service's task template, when it has one.
+fn container_spec(spec: &mut ServiceSpec) -> Option<&mut TaskSpecContainerSpec> {
+    spec.task_template
         .as_mut()
         .and_then(|t| t.container_spec.as_mut())
-        .and_then(|c| c.configs.as_mut());
-    for reference in configs.into_iter().flatten() {
-        if let Some((name, id)) = reference.config_name.as_ref().and_then(|n| map.get(n)) {
-            reference.config_name = Some(name.clone());
-            reference.config_id = Some(id.clone());
-        }
+}
+
+/// Points one reference at its new name and ID, when `map` has its name.
+fn rename(
+    name: &mut Option<String>,
+    id: &mut Option<String>,
+    map: &HashMap<String, (String, String)>,
+) {
+    if let Some((new_name, new_id)) = name.as_ref().and_then(|n| map.get(n)) {
+        *name = Some(new_name.clone());
+        *id = Some(new_id.clone());
     }
 }
 

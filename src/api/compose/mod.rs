@@ -41,6 +41,7 @@ pub use mounts::{BindOptions, TmpfsOptions, VolumeEntry, VolumeMount, VolumeOpti
 pub use ports::{PortEntry, PortLong, PortSpec};
 pub use refs::{FileRef, FileRefLong, ServiceNetwork, ServiceNetworks};
 pub use service::{CredentialSpec, Healthcheck, Logging, Service, Ulimit, UlimitPair};
+pub(crate) use top_level::TopLevel;
 pub use top_level::{ConfigDef, Ipam, IpamPool, NetworkDef, SecretDef, VolumeDef};
 pub use units::{parse_cpus, parse_go_duration, parse_ram_bytes};
 pub use validate::parse_restart;

@@ -106,3 +106,32 @@ pub struct ConfigDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_driver: Option<String>,
 }
+
+/// What every top-level object has: a `name:` and an `external:`, which decide its swarm
+/// name and whether the stack creates it.
+pub(crate) trait TopLevel {
+    /// Its `name:`.
+    fn name(&self) -> Option<&String>;
+    /// Its `external:`.
+    fn external(&self) -> Option<&External>;
+
+    /// Whether the stack uses the object without creating it.
+    fn is_external(&self) -> bool {
+        self.external().is_some_and(External::is_external)
+    }
+}
+
+macro_rules! top_level {
+    ($($def:ty),+) => {$(
+        impl TopLevel for $def {
+            fn name(&self) -> Option<&String> {
+                self.name.as_ref()
+            }
+            fn external(&self) -> Option<&External> {
+                self.external.as_ref()
+            }
+        }
+    )+};
+}
+
+top_level!(NetworkDef, VolumeDef, SecretDef, ConfigDef);

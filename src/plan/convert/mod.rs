@@ -24,9 +24,7 @@ use bollard::models::{Driver, NetworkCreateRequest, ServiceSpec, TaskSpecContain
 use indexmap::IndexMap;
 
 use crate::api::SecretValue;
-use crate::api::compose::{
-    ComposeFile, ConfigDef, External, ListOrMap, NetworkDef, SecretDef, VolumeDef,
-};
+use crate::api::compose::{ComposeFile, External, ListOrMap, TopLevel};
 
 mod deploy;
 mod networks;
@@ -243,34 +241,6 @@ fn non_zero(value: i64) -> Option<i64> {
 fn to_hash_map(map: IndexMap<String, String>) -> HashMap<String, String> {
     map.into_iter().collect()
 }
-
-/// What naming needs of a top-level compose object (network, volume, secret, config).
-trait TopLevel {
-    /// Its `name:`.
-    fn name(&self) -> Option<&String>;
-    /// Its `external:`.
-    fn external(&self) -> Option<&External>;
-
-    /// Whether the stack uses the object without creating it.
-    fn is_external(&self) -> bool {
-        self.external().is_some_and(External::is_external)
-    }
-}
-
-macro_rules! top_level {
-    ($($def:ty),+) => {$(
-        impl TopLevel for $def {
-            fn name(&self) -> Option<&String> {
-                self.name.as_ref()
-            }
-            fn external(&self) -> Option<&External> {
-                self.external.as_ref()
-            }
-        }
-    )+};
-}
-
-top_level!(NetworkDef, VolumeDef, SecretDef, ConfigDef);
 
 /// The swarm name of a top-level object: `name:`, the legacy `external.name`, the bare key
 /// for other external objects, or `<stack>_<key>`.

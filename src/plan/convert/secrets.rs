@@ -11,11 +11,11 @@ use bollard::models::{
 use indexmap::IndexMap;
 
 use super::{
-    ConfigObject, ConvertError, Externals, SecretObject, SecretSource, TopLevel, non_empty_str,
-    object_name, own_object_name, stack_labels, to_hash_map,
+    ConfigObject, ConvertError, Externals, SecretObject, SecretSource, non_empty_str, object_name,
+    own_object_name, stack_labels, to_hash_map,
 };
 use crate::api::SecretValue;
-use crate::api::compose::{ComposeFile, FileRef};
+use crate::api::compose::{ComposeFile, FileRef, TopLevel};
 
 /// The stack's own secrets, with where each one's value comes from; external ones are only
 /// named in `externals`.

@@ -5,8 +5,8 @@ use bollard::models::{
     Mount, MountBindOptions, MountTmpfsOptions, MountVolumeOptions, MountVolumeOptionsDriverConfig,
 };
 
-use super::{TopLevel, non_empty_str, non_zero, object_name, stack_labels, to_hash_map};
-use crate::api::compose::{ComposeFile, VolumeEntry};
+use super::{non_empty_str, non_zero, object_name, stack_labels, to_hash_map};
+use crate::api::compose::{ComposeFile, TopLevel, VolumeEntry};
 
 /// One `volumes:` entry as a mount: a named volume must be defined in the file; an external
 /// one is used by its name alone, without labels or driver.

@@ -7,7 +7,6 @@ use bollard::models::{
     Driver, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
     TaskSpecContainerSpecSecrets,
 };
-
 use indexmap::IndexMap;
 
 use super::{

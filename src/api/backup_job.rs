@@ -179,9 +179,7 @@ mod tests {
 
     fn errors_of(spec: serde_json::Value) -> Vec<String> {
         let spec: BackupJobSpec = serde_json::from_value(spec).unwrap();
-        let mut errors = Errors::default();
-        spec.validate(&mut errors);
-        errors.0.iter().map(ToString::to_string).collect()
+        Errors::found_by(|errors| spec.validate(errors))
     }
 
     #[test]

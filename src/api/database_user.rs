@@ -290,9 +290,7 @@ mod tests {
     }
 
     fn errors_of(spec: &DatabaseUserSpec) -> Vec<String> {
-        let mut errors = Errors::default();
-        spec.validate(&mut errors);
-        errors.0.iter().map(ToString::to_string).collect()
+        Errors::found_by(|errors| spec.validate(errors))
     }
 
     #[test]

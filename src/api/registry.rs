@@ -208,10 +208,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(spec.deploy.as_ref().unwrap().port, 5000);
-        let mut errors = Errors::default();
-        spec.validate(&mut errors);
         assert_eq!(
-            errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            Errors::found_by(|errors| spec.validate(errors)),
             ["spec.credentials.username: \"cd\" is not one of spec.deploy.users"]
         );
     }

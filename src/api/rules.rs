@@ -147,6 +147,16 @@ impl Cidr {
 }
 
 #[cfg(test)]
+impl Errors {
+    /// What `validate` finds, one line per problem, as the kinds' tests compare them.
+    pub(crate) fn found_by(validate: impl FnOnce(&mut Self)) -> Vec<String> {
+        let mut errors = Self::default();
+        validate(&mut errors);
+        errors.0.iter().map(ToString::to_string).collect()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -22,7 +22,8 @@
 //!   [`clamp_delay`], the one bound on every delay.
 //! - `backoff.rs`: [`Backoff`], per-key retry delays; [`ResetTimerBackoff`], the
 //!   delays of a stream that reconnects.
-//! - `controller.rs`: [`Controller`], [`Config`], [`run_once`], the run loop.
+//! - `controller.rs`: [`Controller`], [`Config`], [`run_once`], the run loop (its tests,
+//!   on a paused clock, in `controller/tests.rs`).
 //! - `fence.rs`: [`Fence`], the local lease deadline every write checks.
 //! - `resync.rs`: [`resync`], the periodic trigger.
 //! - `reconnect.rs`: [`reconnecting`], a trigger that reopens its source with backoff.

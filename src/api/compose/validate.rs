@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{ComposeFile, DeployMode, External, FailureAction, Service, VolumeEntry};
+use super::{ComposeFile, DeployMode, FailureAction, Service, TopLevel, VolumeEntry};
 use crate::api::FieldError;
 
 static OBJECT_KEY: LazyLock<Regex> =
@@ -66,16 +66,10 @@ pub(super) fn validate(compose: &ComposeFile, base_path: &str) -> Vec<FieldError
     errors.found
 }
 
-fn check_external(
-    path: &str,
-    kind: &str,
-    name: Option<&String>,
-    external: Option<&External>,
-    errors: &mut Errors<'_>,
-) {
-    if let Some(external) = external
+fn check_external(path: &str, kind: &str, def: &impl TopLevel, errors: &mut Errors<'_>) {
+    if let Some(external) = def.external()
         && external.legacy_name().is_some()
-        && name.is_some()
+        && def.name().is_some()
     {
         errors.push(
             format!("{path}.external.name"),
@@ -87,24 +81,12 @@ fn check_external(
 fn check_top_level(compose: &ComposeFile, errors: &mut Errors<'_>) {
     for (key, network) in &compose.networks {
         let path = format!("networks.{key}");
-        check_external(
-            &path,
-            "network",
-            network.name.as_ref(),
-            network.external.as_ref(),
-            errors,
-        );
+        check_external(&path, "network", network, errors);
     }
     for (key, volume) in &compose.volumes {
         let path = format!("volumes.{key}");
-        check_external(
-            &path,
-            "volume",
-            volume.name.as_ref(),
-            volume.external.as_ref(),
-            errors,
-        );
-        if volume.external.as_ref().is_some_and(External::is_external) {
+        check_external(&path, "volume", volume, errors);
+        if volume.is_external() {
             for (field, set) in [
                 ("driver", volume.driver.is_some()),
                 ("driver_opts", volume.driver_opts.is_some()),
@@ -121,14 +103,8 @@ fn check_top_level(compose: &ComposeFile, errors: &mut Errors<'_>) {
     }
     for (key, secret) in &compose.secrets {
         let path = format!("secrets.{key}");
-        check_external(
-            &path,
-            "secret",
-            secret.name.as_ref(),
-            secret.external.as_ref(),
-            errors,
-        );
-        let external = secret.external.as_ref().is_some_and(External::is_external);
+        check_external(&path, "secret", secret, errors);
+        let external = secret.is_external();
         if secret.driver.is_some() && secret.file.is_some() {
             errors.push(
                 format!("{path}.driver"),
@@ -145,14 +121,8 @@ fn check_top_level(compose: &ComposeFile, errors: &mut Errors<'_>) {
     }
     for (key, config) in &compose.configs {
         let path = format!("configs.{key}");
-        check_external(
-            &path,
-            "config",
-            config.name.as_ref(),
-            config.external.as_ref(),
-            errors,
-        );
-        let external = config.external.as_ref().is_some_and(External::is_external);
+        check_external(&path, "config", config, errors);
+        let external = config.is_external();
         if config.file.is_some() && config.content.is_some() {
             errors.push(&path, "a config takes file or content, not both");
         }

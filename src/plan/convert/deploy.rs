@@ -57,9 +57,11 @@ pub(super) fn convert_mode(
         .map(i64::try_from)
         .transpose()
         .map_err(|_| "replicas out of range".to_owned())?;
-    let global_replicas =
-        || "replicas can only be used with replicated or replicated-job mode".to_owned();
-    Ok(match mode.unwrap_or(DeployMode::Replicated) {
+    let mode = mode.unwrap_or(DeployMode::Replicated);
+    if replicas.is_some() && matches!(mode, DeployMode::Global | DeployMode::GlobalJob) {
+        return Err("replicas can only be used with replicated or replicated-job mode".to_owned());
+    }
+    Ok(match mode {
         DeployMode::Replicated => ServiceSpecMode {
             // The daemon defaults an unset count to 1; spell it out so desired equals live.
             replicated: Some(ServiceSpecModeReplicated {
@@ -67,15 +69,10 @@ pub(super) fn convert_mode(
             }),
             ..ServiceSpecMode::default()
         },
-        DeployMode::Global => {
-            if replicas.is_some() {
-                return Err(global_replicas());
-            }
-            ServiceSpecMode {
-                global: Some(HashMap::new()),
-                ..ServiceSpecMode::default()
-            }
-        }
+        DeployMode::Global => ServiceSpecMode {
+            global: Some(HashMap::new()),
+            ..ServiceSpecMode::default()
+        },
         DeployMode::ReplicatedJob => ServiceSpecMode {
             replicated_job: Some(ServiceSpecModeReplicatedJob {
                 max_concurrent: replicas,
@@ -83,15 +80,10 @@ pub(super) fn convert_mode(
             }),
             ..ServiceSpecMode::default()
         },
-        DeployMode::GlobalJob => {
-            if replicas.is_some() {
-                return Err(global_replicas());
-            }
-            ServiceSpecMode {
-                global_job: Some(HashMap::new()),
-                ..ServiceSpecMode::default()
-            }
-        }
+        DeployMode::GlobalJob => ServiceSpecMode {
+            global_job: Some(HashMap::new()),
+            ..ServiceSpecMode::default()
+        },
     })
 }
 
@@ -226,6 +218,28 @@ mod tests {
         assert_eq!(
             (job.max_concurrent, job.total_completions),
             (Some(3), Some(3))
+        );
+    }
+
+    #[test]
+    fn a_count_is_refused_only_in_the_global_modes() {
+        for mode in [DeployMode::Global, DeployMode::GlobalJob] {
+            assert_eq!(
+                convert_mode(Some(mode), Some(2)).unwrap_err(),
+                "replicas can only be used with replicated or replicated-job mode"
+            );
+            assert!(convert_mode(Some(mode), None).is_ok());
+        }
+        for mode in [
+            None,
+            Some(DeployMode::Replicated),
+            Some(DeployMode::ReplicatedJob),
+        ] {
+            assert!(convert_mode(mode, Some(2)).is_ok());
+        }
+        assert_eq!(
+            convert_mode(Some(DeployMode::Global), Some(u64::MAX)).unwrap_err(),
+            "replicas out of range"
         );
     }
 }

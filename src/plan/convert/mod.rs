@@ -20,11 +20,11 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use bollard::models::{Driver, NetworkCreateRequest, ServiceSpec};
+use bollard::models::{Driver, NetworkCreateRequest, ServiceSpec, TaskSpecContainerSpec};
 use indexmap::IndexMap;
 
 use crate::api::SecretValue;
-use crate::api::compose::{ComposeFile, External, ListOrMap};
+use crate::api::compose::{ComposeFile, External, ListOrMap, TopLevel};
 
 mod deploy;
 mod networks;
@@ -73,15 +73,21 @@ pub struct Externals {
     pub configs: Vec<String>,
 }
 
-/// A stack network.
+/// A stack object swarm is asked to create from a spec alone: a network or a service.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NetworkObject {
+pub struct StackObject<S> {
     /// The key in the compose file.
     pub key: String,
-    /// The swarm name: `<stack>_<key>`, or `name:`.
+    /// The swarm name: `<stack>_<key>`, or a network's `name:`.
     pub name: String,
-    pub spec: NetworkCreateRequest,
+    pub spec: S,
 }
+
+/// A stack network.
+pub type NetworkObject = StackObject<NetworkCreateRequest>;
+
+/// A stack service.
+pub type ServiceObject = StackObject<ServiceSpec>;
 
 /// Where a secret's or config's bytes come from.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,16 +135,6 @@ pub struct ConfigObject {
     pub templating: Option<Driver>,
 }
 
-/// A stack service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceObject {
-    /// The key in the compose file.
-    pub key: String,
-    /// The swarm name: `<stack>_<key>`.
-    pub name: String,
-    pub spec: ServiceSpec,
-}
-
 /// Converts a compose file into the objects `docker stack deploy <stack>` would create.
 ///
 /// # Errors
@@ -177,31 +173,36 @@ pub fn convert_stack(stack: &str, compose: &ComposeFile) -> Result<StackObjects,
 /// Points the service's secret references at new names and IDs: `map` goes from the name in
 /// the spec to `(new name, id)`. References not in `map` are left alone.
 pub fn rename_secret_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String, String)>) {
-    let secrets = spec
-        .task_template
-        .as_mut()
-        .and_then(|t| t.container_spec.as_mut())
-        .and_then(|c| c.secrets.as_mut());
+    let secrets = container_spec(spec).and_then(|c| c.secrets.as_mut());
     for reference in secrets.into_iter().flatten() {
-        if let Some((name, id)) = reference.secret_name.as_ref().and_then(|n| map.get(n)) {
-            reference.secret_name = Some(name.clone());
-            reference.secret_id = Some(id.clone());
-        }
+        rename(&mut reference.secret_name, &mut reference.secret_id, map);
     }
 }
 
 /// Points the service's config references at new names and IDs, as [`rename_secret_refs`].
 pub fn rename_config_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String, String)>) {
-    let configs = spec
-        .task_template
+    let configs = container_spec(spec).and_then(|c| c.configs.as_mut());
+    for reference in configs.into_iter().flatten() {
+        rename(&mut reference.config_name, &mut reference.config_id, map);
+    }
+}
+
+/// The container spec of the service's task template, when it has one.
+fn container_spec(spec: &mut ServiceSpec) -> Option<&mut TaskSpecContainerSpec> {
+    spec.task_template
         .as_mut()
         .and_then(|t| t.container_spec.as_mut())
-        .and_then(|c| c.configs.as_mut());
-    for reference in configs.into_iter().flatten() {
-        if let Some((name, id)) = reference.config_name.as_ref().and_then(|n| map.get(n)) {
-            reference.config_name = Some(name.clone());
-            reference.config_id = Some(id.clone());
-        }
+}
+
+/// Points one reference at its new name and ID, when `map` has its name.
+fn rename(
+    name: &mut Option<String>,
+    id: &mut Option<String>,
+    map: &HashMap<String, (String, String)>,
+) {
+    if let Some((new_name, new_id)) = name.as_ref().and_then(|n| map.get(n)) {
+        *name = Some(new_name.clone());
+        *id = Some(new_id.clone());
     }
 }
 
@@ -243,23 +244,30 @@ fn to_hash_map(map: IndexMap<String, String>) -> HashMap<String, String> {
 
 /// The swarm name of a top-level object: `name:`, the legacy `external.name`, the bare key
 /// for other external objects, or `<stack>_<key>`.
-fn object_name(
-    stack: &str,
-    key: &str,
-    name: Option<&String>,
-    external: Option<&External>,
-) -> String {
-    let legacy = external.and_then(External::legacy_name);
-    match (name, legacy) {
+fn object_name(stack: &str, key: &str, def: &impl TopLevel) -> String {
+    let legacy = def.external().and_then(External::legacy_name);
+    match (def.name(), legacy) {
         (Some(name), _) => name.clone(),
         (None, Some(legacy)) => legacy.to_owned(),
-        (None, None) if external.is_some_and(External::is_external) => key.to_owned(),
+        (None, None) if def.is_external() => key.to_owned(),
         (None, None) => scope(stack, key),
     }
 }
 
-fn is_external(external: Option<&External>) -> bool {
-    external.is_some_and(External::is_external)
+/// The swarm name of a top-level object the stack creates; `None` for an external one,
+/// which is only named, in `externals`.
+fn own_object_name(
+    stack: &str,
+    key: &str,
+    def: &impl TopLevel,
+    externals: &mut Vec<String>,
+) -> Option<String> {
+    let name = object_name(stack, key, def);
+    if def.is_external() {
+        externals.push(name);
+        return None;
+    }
+    Some(name)
 }
 
 /// What the seams' unit tests share: the compose fixtures and the lookups into their result.
@@ -499,6 +507,30 @@ mod tests {
         rename_config_refs(&mut spec, &map);
         let configs = container(&spec).configs.clone().unwrap();
         assert_eq!(configs[0].config_id.as_deref(), Some("id2"));
+    }
+
+    #[test]
+    fn top_level_objects_are_named_as_the_cli_names_them() {
+        let compose = parse(
+            "services: {}\nnetworks:\n  own: {}\n  named: {name: custom}\n  ext: {external: true}\n  legacy: {external: {name: old-name}}\n  both: {name: wins, external: {name: loses}}\n",
+        );
+        let mut externals = Vec::new();
+        let own: Vec<_> = compose
+            .networks
+            .iter()
+            .map(|(key, def)| own_object_name("demo", key, def, &mut externals))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                Some("demo_own".to_owned()),
+                Some("custom".to_owned()),
+                None,
+                None,
+                None
+            ]
+        );
+        assert_eq!(externals, ["ext", "old-name", "wins"]);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use bollard::models::{Ipam, IpamConfig, NetworkAttachmentConfig, NetworkCreateRequest};
 
 use super::{
-    Externals, NetworkObject, is_external, non_empty, non_empty_map, non_empty_str, object_name,
-    scope, stack_labels, to_hash_map,
+    Externals, NetworkObject, non_empty, non_empty_map, non_empty_str, object_name,
+    own_object_name, scope, stack_labels, to_hash_map,
 };
 use crate::api::compose::{ComposeFile, Service, ServiceNetwork};
 
@@ -45,11 +45,9 @@ pub(super) fn convert_networks(
     let mut networks = Vec::new();
     for key in used {
         let def = compose.networks.get(&key).cloned().unwrap_or_default();
-        let name = object_name(stack, &key, def.name.as_ref(), def.external.as_ref());
-        if is_external(def.external.as_ref()) {
-            externals.networks.push(name);
+        let Some(name) = own_object_name(stack, &key, &def, &mut externals.networks) else {
             continue;
-        }
+        };
         let ipam = def
             .ipam
             .as_ref()
@@ -109,7 +107,7 @@ pub(super) fn convert_service_networks(
         }
         let target = def.map_or_else(
             || scope(stack, &network),
-            |d| object_name(stack, &network, d.name.as_ref(), d.external.as_ref()),
+            |d| object_name(stack, &network, d),
         );
         let mut aliases = options.aliases.clone();
         // Docker's built-in networks take no aliases; every other network gets the

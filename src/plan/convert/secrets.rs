@@ -7,13 +7,14 @@ use bollard::models::{
     Driver, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
     TaskSpecContainerSpecSecrets,
 };
+use indexmap::IndexMap;
 
 use super::{
-    ConfigObject, ConvertError, Externals, SecretObject, SecretSource, is_external, non_empty_str,
-    object_name, stack_labels, to_hash_map,
+    ConfigObject, ConvertError, Externals, SecretObject, SecretSource, non_empty_str, object_name,
+    own_object_name, stack_labels, to_hash_map,
 };
 use crate::api::SecretValue;
-use crate::api::compose::{ComposeFile, External, FileRef};
+use crate::api::compose::{ComposeFile, FileRef, TopLevel};
 
 /// The stack's own secrets, with where each one's value comes from; external ones are only
 /// named in `externals`.
@@ -24,11 +25,9 @@ pub(super) fn convert_secrets(
 ) -> Result<Vec<SecretObject>, ConvertError> {
     let mut secrets = Vec::new();
     for (key, def) in &compose.secrets {
-        let name = object_name(stack, key, def.name.as_ref(), def.external.as_ref());
-        if is_external(def.external.as_ref()) {
-            externals.secrets.push(name);
+        let Some(name) = own_object_name(stack, key, def, &mut externals.secrets) else {
             continue;
-        }
+        };
         let driver = def.driver.as_ref().map(|driver| Driver {
             name: driver.clone(),
             options: def
@@ -76,11 +75,9 @@ pub(super) fn convert_configs(
 ) -> Result<Vec<ConfigObject>, ConvertError> {
     let mut configs = Vec::new();
     for (key, def) in &compose.configs {
-        let name = object_name(stack, key, def.name.as_ref(), def.external.as_ref());
-        if is_external(def.external.as_ref()) {
-            externals.configs.push(name);
+        let Some(name) = own_object_name(stack, key, def, &mut externals.configs) else {
             continue;
-        }
+        };
         let content = def
             .content
             .as_ref()
@@ -99,39 +96,32 @@ pub(super) fn convert_configs(
     Ok(configs)
 }
 
-/// The swarm name and file target of one secret or config reference.
-struct FileTarget {
-    object: String,
-    name: String,
-    uid: String,
-    gid: String,
-    mode: u32,
-}
-
-/// The file targets of a service's references, sorted by object name.
-fn file_targets(
+/// The file targets of a service's references to `defs` (its secrets or configs), with the
+/// swarm name of the object each one mounts, sorted by that name.
+fn file_targets<D: TopLevel>(
     stack: &str,
     kind: &str,
+    defs: &IndexMap<String, D>,
     refs: &[FileRef],
-    lookup: impl Fn(&str) -> Option<(Option<String>, Option<External>)>,
-) -> Result<Vec<FileTarget>, String> {
+) -> Result<Vec<(String, TaskSpecContainerSpecFile)>, String> {
     let mut targets = refs
         .iter()
         .map(|reference| {
             let long = reference.to_long();
-            let (name, external) = lookup(&long.source)
+            let def = defs
+                .get(&long.source)
                 .ok_or_else(|| format!("undefined {kind} {:?}", long.source))?;
-            Ok(FileTarget {
-                object: object_name(stack, &long.source, name.as_ref(), external.as_ref()),
-                name: long.target.clone().unwrap_or_else(|| long.source.clone()),
-                uid: long.uid.clone().unwrap_or_else(|| "0".to_owned()),
-                gid: long.gid.clone().unwrap_or_else(|| "0".to_owned()),
-                mode: long.mode.unwrap_or(0o444),
-            })
+            let file = TaskSpecContainerSpecFile {
+                name: Some(long.target.clone().unwrap_or_else(|| long.source.clone())),
+                uid: Some(long.uid.clone().unwrap_or_else(|| "0".to_owned())),
+                gid: Some(long.gid.clone().unwrap_or_else(|| "0".to_owned())),
+                mode: Some(long.mode.unwrap_or(0o444)),
+            };
+            Ok((object_name(stack, &long.source, def), file))
         })
         .collect::<Result<Vec<_>, String>>()?;
     // Sorted so that a reordering in the file does not restart the service.
-    targets.sort_by(|a, b| a.object.cmp(&b.object));
+    targets.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(targets)
 }
 
@@ -141,23 +131,13 @@ pub(super) fn convert_secret_refs(
     compose: &ComposeFile,
     refs: &[FileRef],
 ) -> Result<Vec<TaskSpecContainerSpecSecrets>, String> {
-    let targets = file_targets(stack, "secret", refs, |key| {
-        compose
-            .secrets
-            .get(key)
-            .map(|d| (d.name.clone(), d.external.clone()))
-    })?;
+    let targets = file_targets(stack, "secret", &compose.secrets, refs)?;
     Ok(targets
         .into_iter()
-        .map(|t| TaskSpecContainerSpecSecrets {
-            file: Some(TaskSpecContainerSpecFile {
-                name: Some(t.name),
-                uid: Some(t.uid),
-                gid: Some(t.gid),
-                mode: Some(t.mode),
-            }),
+        .map(|(name, file)| TaskSpecContainerSpecSecrets {
+            file: Some(file),
             secret_id: None,
-            secret_name: Some(t.object),
+            secret_name: Some(name),
         })
         .collect())
 }
@@ -168,26 +148,32 @@ pub(super) fn convert_config_refs(
     compose: &ComposeFile,
     refs: &[FileRef],
 ) -> Result<Vec<TaskSpecContainerSpecConfigs>, String> {
-    let targets = file_targets(stack, "config", refs, |key| {
-        compose
-            .configs
-            .get(key)
-            .map(|d| (d.name.clone(), d.external.clone()))
-    })?;
+    let targets = file_targets(stack, "config", &compose.configs, refs)?;
     Ok(targets
         .into_iter()
-        .map(|t| TaskSpecContainerSpecConfigs {
-            file: Some(TaskSpecContainerSpecFile1 {
-                name: Some(t.name),
-                uid: Some(t.uid),
-                gid: Some(t.gid),
-                mode: Some(t.mode),
-            }),
+        .map(|(name, file)| TaskSpecContainerSpecConfigs {
+            file: Some(config_file(file)),
             runtime: None,
             config_id: None,
-            config_name: Some(t.object),
+            config_name: Some(name),
         })
         .collect())
+}
+
+/// A config's file target: bollard's copy of the secret's type, field for field.
+fn config_file(file: TaskSpecContainerSpecFile) -> TaskSpecContainerSpecFile1 {
+    let TaskSpecContainerSpecFile {
+        name,
+        uid,
+        gid,
+        mode,
+    } = file;
+    TaskSpecContainerSpecFile1 {
+        name,
+        uid,
+        gid,
+        mode,
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use bollard::models::{
     Mount, MountBindOptions, MountTmpfsOptions, MountVolumeOptions, MountVolumeOptionsDriverConfig,
 };
 
-use super::{is_external, non_empty_str, non_zero, object_name, stack_labels, to_hash_map};
-use crate::api::compose::{ComposeFile, VolumeEntry};
+use super::{non_empty_str, non_zero, object_name, stack_labels, to_hash_map};
+use crate::api::compose::{ComposeFile, TopLevel, VolumeEntry};
 
 /// One `volumes:` entry as a mount: a named volume must be defined in the file; an external
 /// one is used by its name alone, without labels or driver.
@@ -44,18 +44,13 @@ pub(super) fn convert_mount(
                 .volumes
                 .get(&source)
                 .ok_or_else(|| format!("undefined volume {source:?}"))?;
-            mount.source = Some(object_name(
-                stack,
-                &source,
-                def.name.as_ref(),
-                def.external.as_ref(),
-            ));
+            mount.source = Some(object_name(stack, &source, def));
             let mut options = MountVolumeOptions {
                 no_copy: volume.volume.as_ref().and_then(|v| v.nocopy).filter(|n| *n),
                 subpath: volume.volume.as_ref().and_then(|v| v.subpath.clone()),
                 ..MountVolumeOptions::default()
             };
-            if !is_external(def.external.as_ref()) {
+            if !def.is_external() {
                 options.labels = Some(stack_labels(stack, def.labels.as_ref()));
                 if def.driver.is_some() || def.driver_opts.is_some() {
                     options.driver_config = Some(MountVolumeOptionsDriverConfig {

@@ -155,11 +155,23 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Secret values, for a person holding the key.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Write the JSON Schema of every kind.
     Schema {
         #[arg(long, default_value = "crds")]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretCommand {
+    /// Print the current value of a Secret record, or of a secret a
+    /// DatabaseUser delivers (its password, its connection string).
+    Reveal { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -343,6 +355,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Key {
             command: KeyCommand::Rotate { new_key_file },
         } => cli::key::rotate(&global, &new_key_file).await,
+        Command::Secret {
+            command: SecretCommand::Reveal { name },
+        } => cli::secret::reveal(&global, &name).await,
         Command::Schema { out } => cli::schema(&out),
     }
 }

@@ -48,6 +48,9 @@ pub struct DatabaseUserSpec {
     /// What happens to the user when the record is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// With `deletionPolicy: Delete`, drop `database` too (never without it).
+    #[serde(default)]
+    pub drop_database: bool,
     /// Raise to rotate the password (a new secret version; services move to it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rotation: u32,
@@ -97,6 +100,25 @@ pub struct DatabaseServer {
     pub admin_user: String,
     /// The `Secret` record holding the administrator's password.
     pub admin_password_secret: String,
+    /// TLS to the server, as libpq's `sslmode`: `require` encrypts without
+    /// verifying the certificate, `verify-full` verifies it against `caSecret`.
+    #[serde(default)]
+    pub ssl_mode: SslMode,
+    /// The `Secret` record holding the CA certificate (PEM) for `verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<String>,
+}
+
+/// TLS to a database server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    /// TLS when the server offers it, plain otherwise.
+    #[default]
+    Prefer,
+    Require,
+    VerifyFull,
 }
 
 /// A secret whose value is `template` with the placeholders filled in.
@@ -113,7 +135,7 @@ pub enum DeletionPolicy {
     /// Keep the user and its data when the record is deleted.
     #[default]
     Retain,
-    /// Drop the user (never the database) when the record is deleted.
+    /// Drop the user when the record is deleted (the database only with `dropDatabase`).
     Delete,
 }
 
@@ -242,6 +264,15 @@ impl DatabaseUserSpec {
                     format!("{privilege:?} is not a privilege"),
                 );
             }
+        }
+        if self.server.ssl_mode == SslMode::VerifyFull && self.server.ca_secret.is_none() {
+            errors.push("spec.server.caSecret", "sslMode verify-full needs a CA");
+        }
+        if let Some(ca) = &self.server.ca_secret {
+            errors.name("spec.server.caSecret", ca);
+        }
+        if self.drop_database && self.deletion_policy != DeletionPolicy::Delete {
+            errors.push("spec.dropDatabase", "needs deletionPolicy: Delete");
         }
         errors.name("spec.passwordSecret", &self.password_secret);
         if !(16..=128).contains(&self.password_length) {

@@ -7,6 +7,7 @@ pub mod drift;
 pub mod get;
 pub mod key;
 pub mod run;
+pub mod secret;
 
 use std::path::{Path, PathBuf};
 

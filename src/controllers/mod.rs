@@ -4,10 +4,12 @@
 //! writes what came of it (status, events). Reconcilers never branch on why
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
+pub mod database_user;
 pub mod drift_cache;
 pub mod network;
 pub mod node;
 pub mod secret;
+mod secret_versions;
 pub mod stack;
 mod stack_execute;
 mod stack_secrets;
@@ -68,6 +70,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Docker(#[from] DockerError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     /// The record cannot converge as it is, however often it is retried.
     #[error("{0}")]
     Invalid(String),
@@ -79,6 +83,7 @@ impl Error {
         match self {
             Error::Store(e) => e.kind(),
             Error::Docker(e) => e.kind(),
+            Error::Db(e) => e.kind(),
             Error::Invalid(_) => "invalid",
         }
     }
@@ -88,6 +93,7 @@ impl Error {
         match self {
             Error::Store(e) => e.is_transient(),
             Error::Docker(e) => e.is_transient(),
+            Error::Db(e) => e.is_transient(),
             Error::Invalid(_) => false,
         }
     }
@@ -295,6 +301,7 @@ impl Controllers {
             Kind::Network => network::reconcile(&self.ctx, &key, stored).await,
             Kind::Secret => secret::reconcile(&self.ctx, &key, stored).await,
             Kind::Node => node::reconcile(&self.ctx, &key, stored).await,
+            Kind::DatabaseUser => database_user::reconcile(&self.ctx, &key, stored).await,
             _ => {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.
@@ -331,6 +338,7 @@ pub async fn drift(
             Kind::Stack => stack::drift(ctx, &key.name, stored).await?,
             Kind::Network => network::drift(ctx, &key.name, stored).await?,
             Kind::Node => node::drift(ctx, &key.name, stored).await?,
+            Kind::DatabaseUser => database_user::drift(ctx, &key.name, stored).await?,
             _ => continue,
         };
         out.records.push(record);

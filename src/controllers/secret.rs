@@ -12,17 +12,15 @@
 //! The value only ever leaves the process sealed (etcd) or inside the swarm
 //! secret; logs, events and status name versions, never values.
 
-use base64::Engine as _;
-use bollard::models::{Secret, SecretSpec as SwarmSecretSpec};
+use bollard::models::Secret;
 use rand::{Rng as _, TryRngCore as _};
 
-use super::status::{Owned, Phase, Status};
+use super::secret_versions::{deliver, remove_versions};
+use super::status::{Phase, Status};
 use super::{Context, Error, RecordKey};
 use crate::api::secret::{Generate, SecretSpec};
-use crate::api::{SecretValue, Spec};
-use crate::docker::labels::{Owner, SPEC_HASH};
-use crate::plan::drift::{ObjectDrift, ObjectState};
-use crate::plan::stack::versioned_name;
+use crate::api::{Kind, SecretValue, Spec};
+use crate::docker::labels::Owner;
 use crate::runtime::Action;
 use crate::store::Versioned;
 
@@ -38,7 +36,7 @@ fn generated_prefix(name: &str) -> String {
 }
 
 /// A random value from the generator's alphabet, drawn from the OS's CSPRNG.
-fn generate(g: &Generate) -> SecretValue {
+pub(super) fn generate(g: &Generate) -> SecretValue {
     let alphabet = g.charset.alphabet();
     // The OS generator only fails when the OS cannot give randomness at all:
     // then no value must be made, so it panics (as `unwrap_err` documents).
@@ -46,6 +44,40 @@ fn generate(g: &Generate) -> SecretValue {
     let mut value = Vec::with_capacity(usize::from(g.length));
     value.extend((0..g.length).map(|_| alphabet[rng.random_range(0..alphabet.len())]));
     SecretValue::new(value)
+}
+
+/// Where the current value of a Secret record lives in the store.
+fn store_key(name: &str, spec: &SecretSpec) -> String {
+    match &spec.generate {
+        Some(_) => generated_key(name, spec.rotation),
+        None => name.to_string(),
+    }
+}
+
+/// The current value of the Secret record `name`, for a record that uses it
+/// by name (a DatabaseUser's admin password): `None` while the record or its
+/// value is not there yet. Never generates one: that is the record's own pass.
+///
+/// # Errors
+/// When etcd fails; [`Error::Invalid`] when there is no key or the value does not open.
+pub async fn current_value(ctx: &Context, name: &str) -> Result<Option<SecretValue>, Error> {
+    let Some(stored) = ctx.store.get_record(Kind::Secret.as_str(), name).await? else {
+        return Ok(None);
+    };
+    let Ok(Spec::Secret(spec)) = super::parse_record(stored.value).map(|r| r.spec) else {
+        return Ok(None);
+    };
+    let store_key = store_key(name, &spec);
+    let Some(sealed) = ctx.store.get_secret(&store_key).await? else {
+        return Ok(None);
+    };
+    let keyring = ctx.keyring.as_ref().ok_or_else(|| {
+        Error::Invalid("a secret key (--secret-key-file) is needed to read secret values".into())
+    })?;
+    keyring
+        .open(&store_key, &sealed)
+        .map(Some)
+        .map_err(|err| Error::Invalid(format!("the value of Secret/{name} does not open: {err}")))
 }
 
 /// Reads the value, generating and storing it first when it is generated and new.
@@ -60,10 +92,7 @@ async fn value(
                 .into(),
         ));
     };
-    let store_key = match &spec.generate {
-        Some(_) => generated_key(name, spec.rotation),
-        None => name.to_string(),
-    };
+    let store_key = store_key(name, spec);
     let sealed = match ctx.store.get_secret(&store_key).await? {
         Some(sealed) => sealed,
         None => {
@@ -81,13 +110,6 @@ async fn value(
     Ok(keyring
         .open(&store_key, &sealed)
         .map_err(|err| format!("the stored value of {name:?} does not open: {err}")))
-}
-
-fn secret_name(s: &Secret) -> &str {
-    s.spec
-        .as_ref()
-        .and_then(|s| s.name.as_deref())
-        .unwrap_or_default()
 }
 
 /// The newest version of a Secret record's swarm secret: what stacks use.
@@ -109,7 +131,8 @@ pub async fn reconcile(
     let owner = Owner::new("Secret", &key.name);
     let live = ctx.docker.list_secrets(Some(&owner)).await?;
     let Some(stored) = stored else {
-        let lingering = !remove_versions(ctx, key, &live, None).await?.is_empty();
+        let versions: Vec<&Secret> = live.iter().collect();
+        let lingering = !remove_versions(ctx, key, &versions).await?.is_empty();
         if !lingering {
             // The values go with the record: none is left for a later record of that name.
             ctx.store.delete_secret(&key.name).await?;
@@ -133,51 +156,17 @@ pub async fn reconcile(
         Ok(v) => v,
         Err(msg) => return ctx.fail(key, generation, msg).await,
     };
-    let digest = ctx
-        .keyring
-        .as_ref()
-        .map(|k| k.digest(content.expose()))
-        .unwrap_or_default();
-    let versioned = match versioned_name(&key.name, &digest) {
-        Ok(n) => n,
-        Err(msg) => return ctx.fail(key, generation, msg).await,
+    let labels = spec.labels.clone().into_iter().collect();
+    let versions: Vec<&Secret> = live.iter().collect();
+    let delivered = deliver(ctx, key, &owner, &key.name, &content, labels, &versions).await;
+    let delivered = match delivered {
+        Ok(d) => d,
+        Err(Error::Invalid(msg)) => return ctx.fail(key, generation, msg).await,
+        Err(err) => return Err(err),
     };
-    let mut owned: Vec<Owned> = Vec::new();
-    let current = live.iter().find(|s| secret_name(s) == versioned);
-    let id = match current {
-        Some(s) => s.id.clone().unwrap_or_default(),
-        None => {
-            let mut labels: std::collections::HashMap<String, String> =
-                spec.labels.clone().into_iter().collect();
-            labels.extend(ctx.docker.owner_labels(&owner));
-            labels.insert(SPEC_HASH.into(), digest);
-            let created = ctx
-                .docker
-                .create_secret(SwarmSecretSpec {
-                    name: Some(versioned.clone()),
-                    labels: Some(labels),
-                    data: Some(base64::engine::general_purpose::STANDARD.encode(content.expose())),
-                    ..Default::default()
-                })
-                .await?;
-            ctx.event(
-                key,
-                false,
-                "Created",
-                format!("created secret version {versioned}"),
-            )
-            .await;
-            created
-        }
-    };
-    owned.push(Owned {
-        object: "secret".into(),
-        name: versioned.clone(),
-        id,
-    });
-    let left = remove_versions(ctx, key, &live, Some(&versioned)).await?;
-    let lingering = !left.is_empty();
-    ctx.drift.set(key, left);
+    let lingering = !delivered.lingering.is_empty();
+    ctx.drift.set(key, delivered.lingering);
+    let owned = vec![delivered.owned];
     let mut status = Status {
         owned,
         ..Status::new(Phase::Ready, generation)
@@ -192,37 +181,6 @@ pub async fn reconcile(
     } else {
         ctx.resync
     }))
-}
-
-/// Removes every version but `keep`; returns those still in use, which stay
-/// as orphans until the services using them move on.
-async fn remove_versions(
-    ctx: &Context,
-    key: &RecordKey,
-    live: &[Secret],
-    keep: Option<&str>,
-) -> Result<Vec<ObjectDrift>, Error> {
-    let mut lingering = Vec::new();
-    for s in live.iter().filter(|s| Some(secret_name(s)) != keep) {
-        match ctx
-            .docker
-            .remove_secret(s.id.as_deref().unwrap_or_default())
-            .await
-        {
-            Ok(()) => {
-                let msg = format!("removed secret version {}", secret_name(s));
-                ctx.event(key, false, "Removed", msg).await;
-            }
-            Err(err) if err.is_in_use() || err.is_transient() => lingering.push(ObjectDrift {
-                object: "secret".into(),
-                name: secret_name(s).to_owned(),
-                state: ObjectState::Orphan,
-                fields: Vec::new(),
-            }),
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(lingering)
 }
 
 #[cfg(test)]

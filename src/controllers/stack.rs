@@ -26,8 +26,9 @@ use sha2::{Digest, Sha256};
 
 use super::stack_execute::execute;
 use super::status::{Condition, Owned, Phase, Status};
+use super::secret_versions::versions_of;
 use super::{Context, Error, RecordKey, stack_secrets};
-use crate::api::Spec;
+use crate::api::{Kind, Spec};
 use crate::docker::labels::Owner;
 use crate::docker::{TaskCounts, UpdateState, service_update_state};
 use crate::plan::convert::{self, SecretSource};
@@ -137,12 +138,20 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
             None => missing.push(format!("network {name:?}")),
         }
     }
+    let delivered = if ext.secrets.is_empty() {
+        Vec::new()
+    } else {
+        ctx.docker.list_secrets(None).await?
+    };
     for name in &ext.secrets {
-        // A Secret record's value lives in versioned swarm secrets: the newest is current.
-        let versions = ctx
+        // A record's delivered value lives in versioned swarm secrets (labelled
+        // with the logical name; a Secret record's older ones only by owner):
+        // the newest is current.
+        let mut versions = ctx
             .docker
             .list_secrets(Some(&Owner::new("Secret", name)))
             .await?;
+        versions.extend(versions_of(&delivered, name).into_iter().cloned());
         if let Some(s) = super::secret::newest(&versions) {
             let versioned = s
                 .spec
@@ -158,7 +167,7 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
                 ids.secrets
                     .insert(name.clone(), (name.clone(), s.id.unwrap_or_default()));
             }
-            None => missing.push(format!("secret {name:?}")),
+            None => missing.push(format!("secret {name:?}{}", deliverer(ctx, name).await?)),
         }
     }
     for name in &ext.configs {
@@ -198,6 +207,24 @@ async fn plan_for(
     ids.add_known(&desired, live);
     let plan = plan::stack::plan(&desired, live, &ids, missing, held);
     Ok(Observed { desired, ids, plan })
+}
+
+/// Which record will deliver the secret `name`, as " from Kind/name", when one says it does.
+async fn deliverer(ctx: &Context, name: &str) -> Result<String, Error> {
+    let (users, _) = ctx.store.list_records(Some(Kind::DatabaseUser.as_str())).await?;
+    let delivers = |value: &serde_json::Value| {
+        let spec = value.get("spec");
+        let password = spec.and_then(|s| s.get("passwordSecret"));
+        let connection = spec.and_then(|s| s.pointer("/connectionSecret/name"));
+        [password, connection]
+            .into_iter()
+            .any(|n| n.and_then(serde_json::Value::as_str) == Some(name))
+    };
+    Ok(users
+        .iter()
+        .find(|r| delivers(&r.versioned.value))
+        .map(|r| format!(" from DatabaseUser/{}", r.name))
+        .unwrap_or_default())
 }
 
 /// Whether self-heal is on for a stored record (it is unless annotated off).

@@ -110,9 +110,12 @@ async fn keys_of(c: &Controllers, event: Result<DockerEvent, DockerError>) -> Ve
         return Vec::new();
     };
     let mut keys = vec![RecordKey::new(kind, name)];
-    // A new version of a Secret record's value: the stacks that use it move to
-    // it now rather than at the next resync.
-    if kind == Kind::Secret && event.typ == EventType::Secret && event.action == "create" {
+    // A new version of a value a record delivers (a Secret record's, a
+    // DatabaseUser's password): the stacks that use it move to it now.
+    if matches!(kind, Kind::Secret | Kind::DatabaseUser)
+        && event.typ == EventType::Secret
+        && event.action == "create"
+    {
         match c.ctx.store.list_records(Some(Kind::Stack.as_str())).await {
             Ok((stacks, _)) => keys.extend(
                 stacks

@@ -1,6 +1,7 @@
 //! The pure diff: desired + live state -> changes; normalisation; the drift report model.
 
 pub mod convert;
+pub mod database_user;
 pub mod diff;
 pub mod drift;
 pub mod network;

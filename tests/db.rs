@@ -683,11 +683,11 @@ async fn pg_hung_server_times_out() {
     let err = db::observe(&hung, "nobody", None, &secret("x"))
         .await
         .unwrap_err();
-    assert!(err.is_transient(), "{err}");
     assert!(
-        matches!(err, DbError::Timeout { .. } | DbError::Connect { .. }),
+        matches!(err, DbError::Timeout { .. }) && err.is_transient(),
         "{err}"
     );
+    assert!(err.to_string().contains(&hung.address()), "{err}");
     assert!(started.elapsed() < db::TIMEOUT + Duration::from_secs(3));
     drop(listener);
 }
@@ -1035,4 +1035,62 @@ async fn mariadb_failures_are_classified() {
             .unwrap()
             .user_exists
     );
+}
+
+/// A server that answers PostgreSQL's SSLRequest with "no TLS" and reports how many
+/// bytes the client sent after that answer (a startup message means it went on in plain).
+fn plain_only_postgres() -> (u16, std::sync::mpsc::Receiver<usize>) {
+    use std::io::Read as _;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 8];
+        stream.read_exact(&mut request).unwrap();
+        assert_eq!(
+            request,
+            [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f],
+            "an SSLRequest"
+        );
+        stream.write_all(b"N").unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut rest = [0u8; 512];
+        let _ = tx.send(stream.read(&mut rest).unwrap_or(0));
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn pg_require_never_falls_back_to_plain_and_prefer_does() {
+    let fx = Fixture::new(Engine::Postgres, "pg-plain");
+    let (port, sent) = plain_only_postgres();
+    let require = Server {
+        port,
+        ..fx.server(SslMode::Require)
+    };
+    let err = db::observe(&require, "nobody", None, &secret("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DbError::Connect { .. }) && err.is_transient(),
+        "{err}"
+    );
+    assert_eq!(
+        sent.recv().unwrap(),
+        0,
+        "require sent a startup message in plain"
+    );
+
+    let (port, sent) = plain_only_postgres();
+    let prefer = Server {
+        port,
+        ..fx.server(SslMode::Prefer)
+    };
+    let _ = db::observe(&prefer, "nobody", None, &secret("x"))
+        .await
+        .unwrap_err();
+    assert!(sent.recv().unwrap() > 0, "prefer went on in plain");
 }

@@ -395,7 +395,8 @@ pub fn normalize_privilege(engine: Engine, privilege: &str) -> Result<&'static s
 fn max_name_len(engine: Engine, what: &'static str) -> usize {
     match (engine, what) {
         (Engine::Postgres, _) => 63,
-        (Engine::Mysql | Engine::Mariadb, "user") => 80,
+        (Engine::Mysql, "user") => 32,
+        (Engine::Mariadb, "user") => 80,
         (Engine::Mysql | Engine::Mariadb, _) => 64,
     }
 }

@@ -242,6 +242,22 @@ pub(crate) fn bounded(message: impl AsRef<str>) -> String {
     truncate(message.as_ref(), MESSAGE_LIMIT).into_owned()
 }
 
+/// `err` and its sources, `outer: inner: ...`, skipping a source the text already quotes
+/// (drivers differ in whether their Display repeats the cause), bounded.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    bounded(text)
+}
+
 /// What `server` has for `user` (and `database`, when given), and whether `password`
 /// logs the user in.
 ///

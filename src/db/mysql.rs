@@ -18,7 +18,7 @@ use mysql_async::{Conn, OptsBuilder, SslOpts};
 use sha1::{Digest as _, Sha1};
 
 use super::{
-    Action, DbError, MYSQL_PRIVILEGES, Observed, Server, SslMode, bounded, bounded_by,
+    Action, DbError, MYSQL_PRIVILEGES, Observed, Server, SslMode, bounded, bounded_by, error_chain,
     hash_literal, privilege_list, with_all,
 };
 use crate::api::SecretValue;
@@ -84,7 +84,7 @@ fn message(err: &mysql_async::Error) -> String {
             "{} ({}): {}",
             server.code, server.state, server.message
         )),
-        other => bounded(other.to_string()),
+        other => error_chain(other),
     }
 }
 

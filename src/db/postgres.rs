@@ -20,8 +20,8 @@ use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    Action, DbError, Observed, Server, SslMode, TIMEOUT, bounded, bounded_by, hash_literal,
-    privilege_list, tls, with_all,
+    Action, DbError, Observed, Server, SslMode, TIMEOUT, bounded, bounded_by, error_chain,
+    hash_literal, privilege_list, tls, with_all,
 };
 use crate::api::SecretValue;
 use crate::api::database_user::Engine;
@@ -101,7 +101,7 @@ fn message(err: &tokio_postgres::Error) -> String {
             }
             bounded(text)
         }
-        None => bounded(err.to_string()),
+        None => error_chain(err),
     }
 }
 

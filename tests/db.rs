@@ -1094,3 +1094,49 @@ async fn pg_require_never_falls_back_to_plain_and_prefer_does() {
         .unwrap_err();
     assert!(sent.recv().unwrap() > 0, "prefer went on in plain");
 }
+
+/// `Delete` without `dropDatabase`: the user goes, its database and tables stay (owned by
+/// the administrator from then on).
+#[tokio::test]
+async fn pg_dropping_a_user_keeps_its_database_and_tables() {
+    let mut fx = Fixture::new(Engine::Postgres, "pg-retain");
+    let user = fx.user("app");
+    let database = fx.database("keepdb");
+    let server = fx.server(SslMode::Prefer);
+    db::apply(
+        &server,
+        &[
+            Action::CreateUser {
+                user: user.clone(),
+                password: secret("keep-Pa55word"),
+            },
+            Action::CreateDatabase {
+                database: database.clone(),
+                owner: user.clone(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    pg_use_database(&user, "keep-Pa55word", &database).await;
+
+    db::apply(&server, &[Action::DropUser { user: user.clone() }])
+        .await
+        .unwrap();
+    let seen = db::observe(&server, &user, Some(&database), &secret("keep-Pa55word"))
+        .await
+        .unwrap();
+    assert!(!seen.user_exists && seen.database_exists, "{seen:?}");
+    let tables = sql(
+        Engine::Postgres,
+        &format!(
+            "\\c {}\nSELECT tableowner FROM pg_tables WHERE tablename = 'kittens';",
+            literal(&database)
+        ),
+    );
+    assert_eq!(
+        tables.trim(),
+        fx.admin,
+        "the table stays, owned by the administrator"
+    );
+}

@@ -114,11 +114,16 @@ fn is_login_refused(err: &tokio_postgres::Error) -> bool {
 
 /// A session as the administrator, on the default database.
 async fn admin(server: &Server) -> Result<Client, DbError> {
+    admin_on(server, DEFAULT_DATABASE).await
+}
+
+/// A session as the administrator, on `database`.
+async fn admin_on(server: &Server, database: &str) -> Result<Client, DbError> {
     connect(
         server,
         &server.admin_user,
         server.admin_password.expose(),
-        DEFAULT_DATABASE,
+        database,
     )
     .await?
     .map_err(|err| {
@@ -358,14 +363,27 @@ async fn run(client: &Client, server: &Server, action: &Action) -> Result<(), Db
             if !role_exists(client, server, user).await? {
                 return Ok(());
             }
-            // A role that owns something (its database) or holds grants cannot be
-            // dropped: what it owns here goes to the administrator, its grants go.
+            // A role that owns something (its database, the tables in it) or holds
+            // grants cannot be dropped. REASSIGN/DROP OWNED act on the current database
+            // (and on databases themselves), so they run in each database where
+            // pg_shdepend records something of the role's, then here: what it owned
+            // goes to the administrator (a retained database keeps its data), its
+            // grants go.
             act_as(client, server, user).await?;
-            let role = q(user);
-            let sql = format!("REASSIGN OWNED BY {role} TO CURRENT_USER");
-            execute(client, server, name, &sql).await?;
-            execute(client, server, name, &format!("DROP OWNED BY {role}")).await?;
-            execute(client, server, name, &format!("DROP ROLE IF EXISTS {role}")).await
+            let sql = "SELECT DISTINCT d.datname::text FROM pg_shdepend s \
+                       JOIN pg_database d ON d.oid = s.dbid \
+                       JOIN pg_roles r ON r.oid = s.refobjid \
+                       WHERE r.rolname = $1 AND d.datname <> current_database() \
+                       AND d.datallowconn";
+            for database in
+                strings(client, server, "list the user's databases", sql, &[user]).await?
+            {
+                let other = admin_on(server, &database).await?;
+                disown(&other, server, user).await?;
+            }
+            disown(client, server, user).await?;
+            let sql = format!("DROP ROLE IF EXISTS {}", q(user));
+            execute(client, server, name, &sql).await
         }
         Action::DropDatabase { database } => {
             let Some(owner) = database_owner(client, server, database).await? else {
@@ -377,4 +395,12 @@ async fn run(client: &Client, server: &Server, action: &Action) -> Result<(), Db
             execute(client, server, name, &sql).await
         }
     }
+}
+
+/// Gives what `role` owns in the session's database to the administrator and revokes its
+/// grants there.
+async fn disown(client: &Client, server: &Server, role: &str) -> Result<(), DbError> {
+    let role = q(role);
+    let sql = format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}");
+    execute(client, server, "drop user", &sql).await
 }

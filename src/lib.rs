@@ -35,6 +35,7 @@
 pub mod api;
 pub mod cli;
 pub mod controllers;
+pub mod db;
 pub mod docker;
 pub mod http;
 pub mod metrics;

@@ -10,29 +10,143 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::Etcd;
-use common::swarm::{docker, names_with_label, require_swarm_manager};
+use common::swarm::{docker, docker_ok, names_with_label, require_swarm_manager};
 use swarmkeeper::store::Store;
 
-/// Runs SQL as the `postgres` superuser over the local socket (peer auth).
-fn psql_admin(sql: &str) -> Output {
-    Command::new("su")
-        .args(["postgres", "-c", &format!("psql -v ON_ERROR_STOP=1 -Atqc \"{sql}\"")])
-        .output()
-        .expect("su runs")
+/// What differs between the engines, for the test's own SQL.
+#[derive(Clone, Copy, PartialEq)]
+enum Engine {
+    Postgres,
+    Mariadb,
 }
 
-/// Logs in as `user` with `password` over TCP (scram-sha-256) and runs `sql`.
-fn psql_as(user: &str, password: &str, database: &str, sql: &str) -> Output {
-    Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", user, "-d", database, "-v", "ON_ERROR_STOP=1"])
-        .args(["-Atqc", sql])
-        .env("PGPASSWORD", password)
-        .output()
-        .expect("psql runs")
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mariadb => "mariadb",
+        }
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            Engine::Postgres => 5432,
+            Engine::Mariadb => 3306,
+        }
+    }
+
+    /// Runs SQL as the server's superuser over the local socket (peer auth);
+    /// the answer's first line.
+    fn admin(self, sql: &str) -> String {
+        let out = match self {
+            Engine::Postgres => Command::new("su")
+                .args([
+                    "postgres",
+                    "-c",
+                    &format!("psql -v ON_ERROR_STOP=1 -Atqc \"{sql}\""),
+                ])
+                .output(),
+            Engine::Mariadb => Command::new("mysql")
+                .args(["--user=root", "-N", "-B", "-e", sql])
+                .output(),
+        }
+        .expect("the client runs");
+        assert!(out.status.success(), "{sql}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Logs in as `user` with `password` over TCP and runs `sql`.
+    fn login(self, user: &str, password: &str, database: &str, sql: &str) -> Output {
+        match self {
+            Engine::Postgres => Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    user,
+                    "-d",
+                    database,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                ])
+                .args(["-Atqc", sql])
+                .env("PGPASSWORD", password)
+                .output(),
+            Engine::Mariadb => Command::new("mysql")
+                .args(["-h", "127.0.0.1", "-u", user, database, "-e", sql])
+                .env("MYSQL_PWD", password)
+                .output(),
+        }
+        .expect("the client runs")
+    }
+
+    fn create_admin(self, admin: &str, password: &str) {
+        match self {
+            // Not a superuser: what an operator should be given.
+            Engine::Postgres => self.admin(&format!(
+                "CREATE ROLE {admin} LOGIN CREATEROLE CREATEDB PASSWORD '{password}'"
+            )),
+            Engine::Mariadb => self.admin(&format!(
+                "CREATE USER '{admin}'@'%' IDENTIFIED BY '{password}'; \
+                 GRANT ALL PRIVILEGES ON *.* TO '{admin}'@'%' WITH GRANT OPTION"
+            )),
+        };
+    }
+
+    fn set_password(self, user: &str, password: &str) {
+        match self {
+            Engine::Postgres => self.admin(&format!("ALTER ROLE {user} PASSWORD '{password}'")),
+            Engine::Mariadb => self.admin(&format!(
+                "ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'"
+            )),
+        };
+    }
+
+    fn users_named(self, user: &str) -> String {
+        match self {
+            Engine::Postgres => self.admin(&format!(
+                "SELECT count(*) FROM pg_roles WHERE rolname = '{user}'"
+            )),
+            Engine::Mariadb => self.admin(&format!(
+                "SELECT count(*) FROM mysql.user WHERE user = '{user}'"
+            )),
+        }
+    }
+
+    fn databases_named(self, database: &str) -> String {
+        match self {
+            Engine::Postgres => self.admin(&format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{database}'"
+            )),
+            Engine::Mariadb => self.admin(&format!(
+                "SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{database}'"
+            )),
+        }
+    }
+
+    fn drop_all(self, guard: &Guard) {
+        let sql = match self {
+            Engine::Postgres => vec![
+                format!("DROP DATABASE IF EXISTS {}", guard.database),
+                format!("DROP ROLE IF EXISTS {}", guard.user),
+                format!("DROP ROLE IF EXISTS {}", guard.admin),
+            ],
+            Engine::Mariadb => vec![
+                format!("DROP DATABASE IF EXISTS {}", guard.database),
+                format!("DROP USER IF EXISTS '{}'@'%'", guard.user),
+                format!("DROP USER IF EXISTS '{}'@'%'", guard.admin),
+            ],
+        };
+        for statement in sql {
+            // Best effort: a failing cleanup must not hide the test's own failure.
+            let _ = std::panic::catch_unwind(|| self.admin(&statement));
+        }
+    }
 }
 
 /// Drops the test's roles and database, and the swarm secrets its record owns.
 struct Guard {
+    engine: Engine,
     admin: String,
     user: String,
     database: String,
@@ -41,9 +155,13 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = psql_admin(&format!("DROP DATABASE IF EXISTS {}", self.database));
-        let _ = psql_admin(&format!("DROP ROLE IF EXISTS {}", self.user));
-        let _ = psql_admin(&format!("DROP ROLE IF EXISTS {}", self.admin));
+        for service in names_with_label(
+            "service",
+            &format!("swarmkeeper.owner=Stack.{}", self.record),
+        ) {
+            let _ = docker(&["service", "rm", &service]);
+        }
+        self.engine.drop_all(self);
         let owner = format!("swarmkeeper.owner=DatabaseUser.{}", self.record);
         for secret in names_with_label("secret", &owner) {
             let _ = docker(&["secret", "rm", &secret]);
@@ -86,22 +204,28 @@ impl Env {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_user_is_made_delivered_healed_and_dropped() {
+    a_user_is_made_delivered_healed_and_dropped(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_user_is_made_delivered_healed_and_dropped() {
+    a_user_is_made_delivered_healed_and_dropped(Engine::Mariadb).await;
+}
+
+async fn a_user_is_made_delivered_healed_and_dropped(engine: Engine) {
     require_swarm_manager();
     let id = format!("{:08x}", rand::random::<u32>());
     let guard = Guard {
+        engine,
         admin: format!("skadm{id}"),
         user: format!("skusr{id}"),
         database: format!("skdb{id}"),
         record: format!("app{id}"),
     };
     let admin_password = format!("adm-{id}-pw");
-    let created = psql_admin(&format!(
-        "CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD '{admin_password}'",
-        guard.admin
-    ));
-    assert!(created.status.success(), "{created:?}");
+    engine.create_admin(&guard.admin, &admin_password);
     let env = Env {
-        store: Etcd::shared().store("database-user").await,
+        store: Etcd::shared().store(engine.name()).await,
         dir: tempfile::tempdir().unwrap(),
     };
     std::fs::write(env.key(), rand::random::<[u8; 32]>()).unwrap();
@@ -116,8 +240,8 @@ apiVersion: swarmkeeper.dev/v1alpha1
 kind: DatabaseUser
 metadata: {{name: {name}}}
 spec:
-  engine: postgres
-  server: {{host: 127.0.0.1, port: 5432, adminUser: {admin}, adminPasswordSecret: {name}-admin, sslMode: require}}
+  engine: {engine}
+  server: {{host: 127.0.0.1, port: {port}, adminUser: {admin}, adminPasswordSecret: {name}-admin, sslMode: {ssl}}}
   user: {user}
   database: {database}
   createDatabase: true
@@ -125,30 +249,68 @@ spec:
   passwordSecret: {name}_password
   connectionSecret:
     name: {name}_uri
-    template: \"postgres://{{{{user}}}}:{{{{password}}}}@{{{{host}}}}:{{{{port}}}}/{{{{database}}}}\"
+    template: \"{engine}://{{{{user}}}}:{{{{password}}}}@{{{{host}}}}:{{{{port}}}}/{{{{database}}}}\"
   deletionPolicy: Delete
   dropDatabase: true
+---
+apiVersion: swarmkeeper.dev/v1alpha1
+kind: Stack
+metadata: {{name: {name}}}
+spec:
+  compose:
+    version: '3.8'
+    services:
+      app:
+        image: local/busybox:1
+        command: [sleep, '3600']
+        secrets: [uri]
+        deploy: {{replicas: 0}}
+    secrets:
+      uri: {{external: true, name: {name}_uri}}
 ",
-        admin = guard.admin
+        admin = guard.admin,
+        engine = engine.name(),
+        port = engine.port(),
+        // The local MariaDB has no TLS; PostgreSQL's has, with Debian's snakeoil certificate.
+        ssl = if engine == Engine::Postgres { "require" } else { "disable" },
     );
     let file = env.dir.path().join("records.yaml");
     std::fs::write(&file, records).unwrap();
     env.ok(&["apply", "-f", file.to_str().unwrap()]);
     let (_, once, logs) = env.run(&["run", "--once"]);
-    assert!(
-        once.contains(&format!("DatabaseUser/{name}: Ready")),
-        "{once}\n{logs}"
-    );
+    for record in [
+        format!("DatabaseUser/{name}: Ready"),
+        format!("Stack/{name}: Ready"),
+    ] {
+        assert!(once.contains(&record), "{record}:\n{once}\n{logs}");
+    }
+    let mounted = docker_ok(&[
+        "service",
+        "inspect",
+        &format!("{name}_app"),
+        "--format",
+        "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}{{end}}",
+    ]);
+    assert!(mounted.starts_with(&format!("{name}_uri.v")), "{mounted}");
 
     let password = env.ok(&["secret", "reveal", &format!("{name}_password")]);
     let password = password.trim_end();
     assert_eq!(password.len(), 32);
-    let used = psql_as(user, password, database, "CREATE TABLE t (i int); INSERT INTO t VALUES (1); SELECT count(*) FROM t");
+    let used = engine.login(
+        user,
+        password,
+        database,
+        "CREATE TABLE t (i int); INSERT INTO t VALUES (1); SELECT count(*) FROM t",
+    );
     assert!(used.status.success(), "{used:?}");
     let uri = env.ok(&["secret", "reveal", &format!("{name}_uri")]);
     assert_eq!(
         uri.trim_end(),
-        format!("postgres://{user}:{password}@127.0.0.1:5432/{database}")
+        format!(
+            "{}://{user}:{password}@127.0.0.1:{}/{database}",
+            engine.name(),
+            engine.port()
+        )
     );
     for logical in ["password", "uri"] {
         let label = format!("swarmkeeper.secret={name}_{logical}");
@@ -156,14 +318,24 @@ spec:
     }
 
     // The password changed by hand: drift names the record, run restores it.
-    let changed = psql_admin(&format!("ALTER ROLE {user} PASSWORD 'changed-by-hand'"));
-    assert!(changed.status.success(), "{changed:?}");
+    engine.set_password(user, "changed-by-hand");
     let (code, report, _) = env.run(&["drift", "databaseuser", name, "--exit-code", "-o", "json"]);
     assert_eq!(code, 2, "{report}");
-    assert!(report.contains("password") && !report.contains(password), "{report}");
+    assert!(
+        report.contains("password") && !report.contains(password),
+        "{report}"
+    );
     let (_, second, logs2) = env.run(&["run", "--once"]);
-    assert!(second.contains(&format!("DatabaseUser/{name}: Ready")), "{second}");
-    assert!(psql_as(user, password, database, "SELECT 1").status.success());
+    assert!(
+        second.contains(&format!("DatabaseUser/{name}: Ready")),
+        "{second}"
+    );
+    assert!(
+        engine
+            .login(user, password, database, "SELECT 1")
+            .status
+            .success()
+    );
     let (code, _, _) = env.run(&["drift", "databaseuser", name, "--exit-code"]);
     assert_eq!(code, 0);
 
@@ -175,12 +347,11 @@ spec:
     }
 
     // Deleted with deletionPolicy Delete and dropDatabase: all of it goes.
+    env.ok(&["delete", "stack", name]);
     env.ok(&["delete", "databaseuser", name]);
     env.ok(&["run", "--once"]);
-    let role = psql_admin(&format!("SELECT count(*) FROM pg_roles WHERE rolname = '{user}'"));
-    assert_eq!(String::from_utf8_lossy(&role.stdout).trim(), "0");
-    let db = psql_admin(&format!("SELECT count(*) FROM pg_database WHERE datname = '{database}'"));
-    assert_eq!(String::from_utf8_lossy(&db.stdout).trim(), "0");
+    assert_eq!(engine.users_named(user), "0");
+    assert_eq!(engine.databases_named(database), "0");
     let owner = format!("swarmkeeper.owner=DatabaseUser.{name}");
     assert!(names_with_label("secret", &owner).is_empty());
     drop(guard);

@@ -23,7 +23,12 @@ pub async fn reveal(global: &GlobalOpts, name: &str) -> Result<u8, Failure> {
         .await
         .map_err(Failure::error)?
         .scoped(&global.prefix);
-    let ctx = Context::new(store, docker, Some(keyring), std::time::Duration::from_secs(300));
+    let ctx = Context::new(
+        store,
+        docker,
+        Some(keyring),
+        std::time::Duration::from_secs(300),
+    );
     let value = match controllers::secret::current_value(&ctx, name)
         .await
         .map_err(Failure::error)?

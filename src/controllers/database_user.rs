@@ -57,7 +57,11 @@ fn spec_of(stored: Versioned) -> Result<DatabaseUserSpec, String> {
 
 /// The user's password, generated and sealed the first time (only if absent,
 /// so two replicas can never deliver two).
-async fn password(ctx: &Context, name: &str, spec: &DatabaseUserSpec) -> Result<SecretValue, Error> {
+async fn password(
+    ctx: &Context,
+    name: &str,
+    spec: &DatabaseUserSpec,
+) -> Result<SecretValue, Error> {
     let store_key = password_key(name, spec.rotation);
     let sealed = match ctx.store.get_secret(&store_key).await? {
         Some(sealed) => sealed,
@@ -86,7 +90,10 @@ fn open(ctx: &Context, store_key: &str, sealed: &[u8]) -> Result<SecretValue, Er
 }
 
 /// The connection string `spec`'s template makes with `password`.
-fn connection_string(spec: &DatabaseUserSpec, password: &SecretValue) -> Result<SecretValue, Error> {
+fn connection_string(
+    spec: &DatabaseUserSpec,
+    password: &SecretValue,
+) -> Result<SecretValue, Error> {
     let Some(connection) = &spec.connection_secret else {
         return Err(Error::Invalid("no connectionSecret".into()));
     };
@@ -165,24 +172,41 @@ pub async fn reconcile(
     let plan = database_user::plan(&spec, &observed, &password);
     db::apply(&server, &plan.actions).await?;
     for action in &plan.actions {
-        ctx.event(key, false, "Changed", database_user::describe(action)).await;
+        ctx.event(key, false, "Changed", database_user::describe(action))
+            .await;
     }
     let mut secrets = vec![(spec.password_secret.clone(), password.clone())];
     if let Some(connection) = &spec.connection_secret {
-        secrets.push((connection.name.clone(), connection_string(&spec, &password)?));
+        secrets.push((
+            connection.name.clone(),
+            connection_string(&spec, &password)?,
+        ));
     }
     let mut status = Status::new(Phase::Ready, generation);
     let mut lingering = Vec::new();
     for (logical, content) in &secrets {
         let versions = versions_of(&live, logical);
-        let delivered = deliver(ctx, key, &owner, logical, content, Default::default(), &versions).await?;
+        let delivered = deliver(
+            ctx,
+            key,
+            &owner,
+            logical,
+            content,
+            Default::default(),
+            &versions,
+        )
+        .await?;
         status.owned.push(delivered.owned);
         lingering.extend(delivered.lingering);
     }
     // Versions of a logical name the record no longer delivers.
     let dropped: Vec<&Secret> = live
         .iter()
-        .filter(|s| !secrets.iter().any(|(logical, _)| labelled(s) == Some(logical.as_str())))
+        .filter(|s| {
+            !secrets
+                .iter()
+                .any(|(logical, _)| labelled(s) == Some(logical.as_str()))
+        })
         .collect();
     lingering.extend(remove_versions(ctx, key, &dropped).await?);
     status.conditions.push(Condition {
@@ -231,7 +255,8 @@ async fn forget(ctx: &Context, key: &RecordKey, live: &[Secret]) -> Result<Actio
             };
             db::apply(&server, &cleanup).await?;
             for action in &cleanup {
-                ctx.event(key, false, "Deleted", database_user::describe(action)).await;
+                ctx.event(key, false, "Deleted", database_user::describe(action))
+                    .await;
             }
         }
     }

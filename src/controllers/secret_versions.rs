@@ -55,7 +55,10 @@ pub async fn deliver(
         .map(|k| k.digest(content.expose()))
         .unwrap_or_default();
     let versioned = versioned_name(logical, &digest).map_err(Error::Invalid)?;
-    let id = match live.iter().find(|s| secret_name(s) == Some(versioned.as_str())) {
+    let id = match live
+        .iter()
+        .find(|s| secret_name(s) == Some(versioned.as_str()))
+    {
         Some(s) => s.id.clone().unwrap_or_default(),
         None => {
             let mut labels = labels;

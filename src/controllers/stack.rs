@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 use bollard::models::Service;
 use sha2::{Digest, Sha256};
 
+use super::secret_versions::versions_of;
 use super::stack_execute::execute;
 use super::status::{Condition, Owned, Phase, Status};
-use super::secret_versions::versions_of;
 use super::{Context, Error, RecordKey, stack_secrets};
 use crate::api::{Kind, Spec};
 use crate::docker::labels::Owner;
@@ -211,7 +211,10 @@ async fn plan_for(
 
 /// Which record will deliver the secret `name`, as " from Kind/name", when one says it does.
 async fn deliverer(ctx: &Context, name: &str) -> Result<String, Error> {
-    let (users, _) = ctx.store.list_records(Some(Kind::DatabaseUser.as_str())).await?;
+    let (users, _) = ctx
+        .store
+        .list_records(Some(Kind::DatabaseUser.as_str()))
+        .await?;
     let delivers = |value: &serde_json::Value| {
         let spec = value.get("spec");
         let password = spec.and_then(|s| s.get("passwordSecret"));

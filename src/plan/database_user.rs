@@ -73,7 +73,8 @@ pub fn plan(spec: &DatabaseUserSpec, observed: &Observed, password: &SecretValue
             user: user.clone(),
             password: password.clone(),
         });
-        out.drift.push(object(&user, ObjectState::Missing, Vec::new()));
+        out.drift
+            .push(object(&user, ObjectState::Missing, Vec::new()));
     } else if !observed.password_works {
         out.actions.push(Action::SetPassword {
             user: user.clone(),
@@ -84,7 +85,8 @@ pub fn plan(spec: &DatabaseUserSpec, observed: &Observed, password: &SecretValue
             desired: None,
             live: None,
         };
-        out.drift.push(object(&user, ObjectState::Changed, vec![field]));
+        out.drift
+            .push(object(&user, ObjectState::Changed, vec![field]));
     }
     let Some(database) = &spec.database else {
         return out;
@@ -99,7 +101,8 @@ pub fn plan(spec: &DatabaseUserSpec, observed: &Observed, password: &SecretValue
             desired: Some(database.clone().into()),
             live: None,
         };
-        out.drift.push(object(&user, ObjectState::Changed, vec![field]));
+        out.drift
+            .push(object(&user, ObjectState::Changed, vec![field]));
     }
     // A user created now holds nothing yet.
     let granted = if observed.user_exists {
@@ -119,7 +122,8 @@ pub fn plan(spec: &DatabaseUserSpec, observed: &Observed, password: &SecretValue
             database: database.clone(),
             privileges: missing,
         });
-        out.drift.push(object(&user, ObjectState::Changed, vec![field]));
+        out.drift
+            .push(object(&user, ObjectState::Changed, vec![field]));
     }
     out
 }
@@ -183,7 +187,11 @@ mod tests {
 
     #[test]
     fn a_new_user_is_created_before_its_database_and_grants() {
-        let plan = plan(&spec(serde_json::json!({})), &Observed::default(), &password());
+        let plan = plan(
+            &spec(serde_json::json!({})),
+            &Observed::default(),
+            &password(),
+        );
         assert_eq!(names(&plan), ["create-user", "create-database", "grant"]);
         let Action::Grant { privileges, .. } = &plan.actions[2] else {
             unreachable!()

@@ -275,7 +275,7 @@ spec:
         ssl = if engine == Engine::Postgres { "require" } else { "disable" },
     );
     let file = env.dir.path().join("records.yaml");
-    std::fs::write(&file, records).unwrap();
+    std::fs::write(&file, &records).unwrap();
     env.ok(&["apply", "-f", file.to_str().unwrap()]);
     let (_, once, logs) = env.run(&["run", "--once"]);
     for record in [
@@ -338,6 +338,85 @@ spec:
     );
     let (code, _, _) = env.run(&["drift", "databaseuser", name, "--exit-code"]);
     assert_eq!(code, 0);
+
+    // Rotation: a new password in the server, new versions the stack moves to,
+    // the old ones gone once unused; the old password no longer logs in.
+    let rotated = records.replace(
+        "  deletionPolicy: Delete",
+        "  rotation: 1\n  deletionPolicy: Delete",
+    );
+    std::fs::write(&file, &rotated).unwrap();
+    env.ok(&["apply", "-f", file.to_str().unwrap()]);
+    env.run(&["run", "--once"]);
+    let (_, third, _) = env.run(&["run", "--once"]);
+    assert!(
+        third.contains(&format!("DatabaseUser/{name}: Ready")),
+        "{third}"
+    );
+    let new_password = env.ok(&["secret", "reveal", &format!("{name}_password")]);
+    let new_password = new_password.trim_end();
+    assert_ne!(new_password, password);
+    assert!(
+        !engine
+            .login(user, password, database, "SELECT 1")
+            .status
+            .success()
+    );
+    assert!(
+        engine
+            .login(user, new_password, database, "SELECT 1")
+            .status
+            .success()
+    );
+    let label = format!("swarmkeeper.secret={name}_uri");
+    let versions = names_with_label("secret", &label);
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    let mounted_now = docker_ok(&[
+        "service",
+        "inspect",
+        &format!("{name}_app"),
+        "--format",
+        "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}{{end}}",
+    ]);
+    assert_eq!(mounted_now, versions[0]);
+    assert_ne!(mounted_now, mounted);
+
+    // A second record with a wrong admin password: its status says so, it is
+    // retried, and it does not stop the first one.
+    let wrong = format!(
+        "apiVersion: swarmkeeper.dev/v1alpha1
+kind: Secret
+metadata: {{name: {name}-wrong}}
+spec: {{value: {{literal: not-the-password}}}}
+---
+apiVersion: swarmkeeper.dev/v1alpha1
+kind: DatabaseUser
+metadata: {{name: {name}-wrong}}
+spec:
+  engine: {engine}
+  server: {{host: 127.0.0.1, port: {port}, adminUser: {admin}, adminPasswordSecret: {name}-wrong}}
+  user: {user}x
+  passwordSecret: {name}_wrong
+",
+        engine = engine.name(),
+        port = engine.port(),
+        admin = guard.admin,
+    );
+    let wrong_file = env.dir.path().join("wrong.yaml");
+    std::fs::write(&wrong_file, wrong).unwrap();
+    env.ok(&["apply", "-f", wrong_file.to_str().unwrap()]);
+    let (code, fourth, _) = env.run(&["run", "--once"]);
+    assert_eq!(code, 1, "{fourth}");
+    assert!(
+        fourth.contains(&format!("DatabaseUser/{name}: Ready")),
+        "{fourth}"
+    );
+    let line = fourth
+        .lines()
+        .find(|l| l.starts_with(&format!("DatabaseUser/{name}-wrong:")))
+        .unwrap_or_default();
+    assert!(line.contains("admin login"), "{fourth}");
+    env.ok(&["delete", "-f", wrong_file.to_str().unwrap()]);
 
     // The password never shows: not in logs, status, events, describe.
     let describe = env.ok(&["describe", "databaseuser", name]);

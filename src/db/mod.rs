@@ -164,7 +164,7 @@ pub enum DbError {
         timeout: Duration,
     },
     /// The server refused the administrator's login (wrong password, unknown user).
-    #[error("logging in to {server} as {user}: {message}")]
+    #[error("the admin login to {server} as {user} was refused: {message}")]
     AdminLogin {
         server: String,
         user: String,

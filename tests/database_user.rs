@@ -418,6 +418,19 @@ spec:
     assert!(line.contains("admin login"), "{fourth}");
     env.ok(&["delete", "-f", wrong_file.to_str().unwrap()]);
 
+    // `secret reveal` is for a person with the key, about a name that exists.
+    let (code, _, _) = env.run(&["secret", "reveal", &format!("{name}_nothing")]);
+    assert_eq!(code, 1);
+    let keyless = Command::new(env!("CARGO_BIN_EXE_swarmkeeper"))
+        .args(["--etcd-endpoints", &Etcd::shared().endpoint()])
+        .args(["--prefix", env.store.prefix()])
+        .args(["secret", "reveal", &format!("{name}_password")])
+        .env_remove("SWARMKEEPER_SECRET_KEY_FILE")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(keyless.status.code(), Some(64));
+    assert!(!String::from_utf8_lossy(&keyless.stdout).contains(new_password));
+
     // The password never shows: not in logs, status, events, describe.
     let describe = env.ok(&["describe", "databaseuser", name]);
     let events = env.ok(&["events"]);

@@ -1,4 +1,5 @@
 //! Unit tests of the database layer: quoting, privileges, names, hashes, errors.
+
 use super::*;
 
 #[test]

@@ -20,17 +20,18 @@ show() {
 }
 
 # The demo copy of the examples: images replaced, services kept alive with `sleep`, the example
-# nodes (docker04, docker05) folded into this node, published ports moved when taken, and the
-# relative bind-mount sources the records name created empty beside them.
+# nodes (docker04, docker05) folded into this node, published ports moved when taken, the
+# relative bind-mount sources the records name created empty beside them, and DatabaseUsers
+# pointed at the local PostgreSQL with the demo's admin role (its password given as a literal).
 make_demo_copy() {
 	local src=$1 dest=$2 node
 	node=$(docker node inspect self --format '{{.Description.Hostname}}')
 	mkdir -p "$dest"
-	/usr/bin/python3 - "$src" "$dest" "$node" "$BUSYBOX_IMAGE" "$REGISTRY_IMAGE" <<'PY'
+	/usr/bin/python3 - "$src" "$dest" "$node" "$BUSYBOX_IMAGE" "$REGISTRY_IMAGE" "$DEMO_PG_ADMIN" "$DEMO_PG_PASSWORD" <<'PY'
 import glob, os, socket, sys
 import yaml
 
-src, dest, node, busybox, registry = sys.argv[1:]
+src, dest, node, busybox, registry, pg_admin, pg_password = sys.argv[1:]
 
 def port_free(port):
     with socket.socket() as s:
@@ -84,7 +85,14 @@ def demo_service(svc, folder):
             open(path, "a").close()
 
 node_done = False
-for path in sorted(glob.glob(os.path.join(src, "*.yaml"))):
+admin_secrets = set()
+paths = sorted(glob.glob(os.path.join(src, "*.yaml")))
+for path in paths:
+    with open(path) as f:
+        for doc in yaml.safe_load_all(f):
+            if doc and doc.get("kind") == "DatabaseUser" and doc["spec"]["engine"] == "postgres":
+                admin_secrets.add(doc["spec"]["server"]["adminPasswordSecret"])
+for path in paths:
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     out = []
@@ -98,6 +106,10 @@ for path in sorted(glob.glob(os.path.join(src, "*.yaml"))):
         elif kind == "Stack" and "compose" in spec:
             for svc in spec["compose"].get("services", {}).values():
                 demo_service(svc, dest)
+        elif kind == "DatabaseUser" and spec["engine"] == "postgres":
+            spec["server"].update({"host": "127.0.0.1", "port": 5432, "adminUser": pg_admin, "sslMode": "require"})
+        elif kind == "Secret" and doc["metadata"]["name"] in admin_secrets:
+            doc["spec"] = {"value": {"literal": pg_password}}
         elif kind == "BackupJob":
             spec["image"] = busybox
             spec["command"] = ["sh", "-c", "echo backup of " + doc["metadata"]["name"] + " at $(date)"]
@@ -127,8 +139,25 @@ cleanup() {
 		"$SWARMKEEPER" run --once >/dev/null || warn "the pruning pass failed"
 	fi
 	stop_etcd "$WORK/etcd"
+	drop_demo_databases
 	rm -rf "$WORK"
 	exit "$rc"
+}
+
+# The local PostgreSQL role the demo's DatabaseUsers are made by (a CREATEROLE, CREATEDB role,
+# not the superuser), with the users and databases the examples name.
+DEMO_PG_ADMIN=swarmkeeper_demo
+DEMO_PG_PASSWORD=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+demo_psql() { su postgres -c "psql -v ON_ERROR_STOP=1 -Atqc \"$1\"" >/dev/null; }
+create_demo_admin() {
+	demo_psql "DROP ROLE IF EXISTS $DEMO_PG_ADMIN" 2>/dev/null || true
+	demo_psql "CREATE ROLE $DEMO_PG_ADMIN LOGIN CREATEROLE CREATEDB PASSWORD '$DEMO_PG_PASSWORD'"
+}
+drop_demo_databases() {
+	# The examples keep their users (deletionPolicy: Retain), so the demo drops them itself.
+	demo_psql "DROP DATABASE IF EXISTS kittenapi WITH (FORCE)" 2>/dev/null || true
+	demo_psql "DROP ROLE IF EXISTS kittenapi" 2>/dev/null || true
+	demo_psql "DROP ROLE IF EXISTS $DEMO_PG_ADMIN" 2>/dev/null || true
 }
 
 main() {
@@ -156,7 +185,8 @@ main() {
 	(umask 077 && head -c 32 /dev/urandom >"$SWARMKEEPER_SECRET_KEY_FILE")
 	log "etcd at $SWARMKEEPER_ETCD_ENDPOINTS, prefix $SWARMKEEPER_PREFIX"
 
-	banner "The example records, with local images"
+	banner "The example records, with local images and the local PostgreSQL"
+	create_demo_admin
 	make_demo_copy "$EXAMPLES" "$WORK/desired"
 	show ls "$WORK/desired"
 
@@ -174,6 +204,9 @@ main() {
 	show "$SWARMKEEPER" run --once
 	show "$SWARMKEEPER" get
 	show docker stack services whoami
+	# The kittenapi release no longer waits for someone to create its database user by hand.
+	show "$SWARMKEEPER" describe databaseuser kittenapi
+	show docker service inspect kittenapi_kittenapi --format '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}'
 
 	banner "Drift made by hand"
 	show docker service scale --detach whoami_whoami=1

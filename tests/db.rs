@@ -203,6 +203,44 @@ fn has(observed: &Observed, privilege: &str) -> bool {
 }
 
 /// A loopback port nothing listens on.
+/// What `observe` sees of `user` on `database` with `password`.
+async fn observed(server: &Server, user: &str, database: &str, password: &SecretValue) -> Observed {
+    db::observe(server, user, Some(database), password)
+        .await
+        .expect("observe")
+}
+
+/// The user with `password`, its database, and `granted` on it.
+fn created(user: &str, database: &str, password: &SecretValue, granted: &[&str]) -> [Action; 3] {
+    [
+        Action::CreateUser {
+            user: user.to_owned(),
+            password: password.clone(),
+        },
+        Action::CreateDatabase {
+            database: database.to_owned(),
+            owner: user.to_owned(),
+        },
+        Action::Grant {
+            user: user.to_owned(),
+            database: database.to_owned(),
+            privileges: privileges(granted),
+        },
+    ]
+}
+
+/// The database, then the user, dropped.
+fn drops(user: &str, database: &str) -> [Action; 2] {
+    [
+        Action::DropDatabase {
+            database: database.to_owned(),
+        },
+        Action::DropUser {
+            user: user.to_owned(),
+        },
+    ]
+}
+
 fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -263,29 +301,10 @@ async fn pg_user_with_database_and_grants_then_drift_and_cleanup() {
     let server = fx.server(SslMode::Prefer);
     let first = secret("first-Pa55word");
 
-    db::apply(
-        &server,
-        &[
-            Action::CreateUser {
-                user: user.clone(),
-                password: first.clone(),
-            },
-            Action::CreateDatabase {
-                database: database.clone(),
-                owner: user.clone(),
-            },
-            Action::Grant {
-                user: user.clone(),
-                database: database.clone(),
-                privileges: privileges(&["ALL"]),
-            },
-        ],
-    )
-    .await
-    .unwrap();
-    let seen = db::observe(&server, &user, Some(&database), &first)
+    db::apply(&server, &created(&user, &database, &first, &["ALL"]))
         .await
         .unwrap();
+    let seen = observed(&server, &user, &database, &first).await;
     assert!(
         seen.user_exists && seen.database_exists && seen.password_works,
         "{seen:?}"
@@ -324,15 +343,13 @@ async fn pg_user_with_database_and_grants_then_drift_and_cleanup() {
     .await
     .unwrap();
     assert!(
-        !db::observe(&server, &user, Some(&database), &first)
+        !observed(&server, &user, &database, &first)
             .await
-            .unwrap()
             .password_works
     );
     assert!(
-        db::observe(&server, &user, Some(&database), &second)
+        observed(&server, &user, &database, &second)
             .await
-            .unwrap()
             .password_works
     );
 
@@ -345,9 +362,7 @@ async fn pg_user_with_database_and_grants_then_drift_and_cleanup() {
             quote_identifier(Engine::Postgres, &user)
         ),
     );
-    let seen = db::observe(&server, &user, Some(&database), &second)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &second).await;
     assert!(
         !has(&seen, "CREATE") && !has(&seen, "ALL") && has(&seen, "CONNECT"),
         "{seen:?}"
@@ -362,23 +377,14 @@ async fn pg_user_with_database_and_grants_then_drift_and_cleanup() {
     )
     .await
     .unwrap();
-    let seen = db::observe(&server, &user, Some(&database), &second)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &second).await;
     assert!(has(&seen, "CREATE") && has(&seen, "ALL"), "{seen:?}");
 
     // Drops, the database first; both are idempotent.
-    let drops = [
-        Action::DropDatabase {
-            database: database.clone(),
-        },
-        Action::DropUser { user: user.clone() },
-    ];
+    let drops = drops(&user, &database);
     db::apply(&server, &drops).await.unwrap();
     db::apply(&server, &drops).await.unwrap();
-    let seen = db::observe(&server, &user, Some(&database), &second)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &second).await;
     assert_eq!(seen, Observed::default());
 }
 
@@ -530,9 +536,7 @@ async fn pg_odd_names_are_quoted_not_executed() {
     )
     .await
     .unwrap();
-    let seen = db::observe(&server, &user, Some(&database), &password)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &password).await;
     assert!(
         seen.user_exists && seen.database_exists && seen.password_works,
         "{seen:?}"
@@ -773,27 +777,11 @@ async fn mariadb_user_with_database_and_grants_then_drift_and_cleanup() {
     let first = secret("first-Pa55word");
     db::apply(
         &server,
-        &[
-            Action::CreateUser {
-                user: user.clone(),
-                password: first.clone(),
-            },
-            Action::CreateDatabase {
-                database: database.clone(),
-                owner: user.clone(),
-            },
-            Action::Grant {
-                user: user.clone(),
-                database: database.clone(),
-                privileges: privileges(&["select", "INSERT", "create"]),
-            },
-        ],
+        &created(&user, &database, &first, &["select", "INSERT", "create"]),
     )
     .await
     .unwrap();
-    let seen = db::observe(&server, &user, Some(&database), &first)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &first).await;
     assert!(
         seen.user_exists && seen.database_exists && seen.password_works,
         "{seen:?}"
@@ -821,15 +809,13 @@ async fn mariadb_user_with_database_and_grants_then_drift_and_cleanup() {
     .await
     .unwrap();
     assert!(
-        !db::observe(&server, &user, Some(&database), &first)
+        !observed(&server, &user, &database, &first)
             .await
-            .unwrap()
             .password_works
     );
     assert!(
-        db::observe(&server, &user, Some(&database), &second)
+        observed(&server, &user, &database, &second)
             .await
-            .unwrap()
             .password_works
     );
 
@@ -843,9 +829,7 @@ async fn mariadb_user_with_database_and_grants_then_drift_and_cleanup() {
             q(&user)
         ),
     );
-    let seen = db::observe(&server, &user, Some(&database), &second)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &second).await;
     assert_eq!(seen.granted, ["CREATE", "SELECT"].map(String::from).into());
     db::apply(
         &server,
@@ -857,22 +841,13 @@ async fn mariadb_user_with_database_and_grants_then_drift_and_cleanup() {
     )
     .await
     .unwrap();
-    let seen = db::observe(&server, &user, Some(&database), &second)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &second).await;
     assert!(has(&seen, "ALL") && has(&seen, "LOCK TABLES"), "{seen:?}");
 
-    let drops = [
-        Action::DropDatabase {
-            database: database.clone(),
-        },
-        Action::DropUser { user: user.clone() },
-    ];
+    let drops = drops(&user, &database);
     db::apply(&server, &drops).await.unwrap();
     db::apply(&server, &drops).await.unwrap();
-    let seen = db::observe(&server, &user, Some(&database), &second)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &second).await;
     assert_eq!(seen, Observed::default());
 }
 
@@ -944,9 +919,7 @@ async fn mariadb_odd_and_long_names_are_quoted_or_refused() {
     )
     .await
     .unwrap();
-    let seen = db::observe(&server, &user, Some(&database), &password)
-        .await
-        .unwrap();
+    let seen = observed(&server, &user, &database, &password).await;
     assert!(
         seen.database_exists && seen.password_works && has(&seen, "SELECT"),
         "{seen:?}"

@@ -26,7 +26,7 @@ use bollard::models::Secret;
 use super::secret_versions::{LOGICAL, deliver, remove_versions, versions_of};
 use super::status::{Condition, Phase, Status};
 use super::{Context, Error, RecordKey};
-use crate::api::database_user::{DatabaseUserSpec, SslMode, TemplateValues};
+use crate::api::database_user::{ConnectionSecret, DatabaseUserSpec, SslMode, TemplateValues};
 use crate::api::secret::{Charset, Generate};
 use crate::api::{SecretValue, Spec};
 use crate::db::{self, Server};
@@ -89,14 +89,12 @@ fn open(ctx: &Context, store_key: &str, sealed: &[u8]) -> Result<SecretValue, Er
         .map_err(|err| Error::Invalid(format!("the stored password does not open: {err}")))
 }
 
-/// The connection string `spec`'s template makes with `password`.
+/// The connection string `connection`'s template makes for `spec`'s user with `password`.
 fn connection_string(
     spec: &DatabaseUserSpec,
+    connection: &ConnectionSecret,
     password: &SecretValue,
 ) -> Result<SecretValue, Error> {
-    let Some(connection) = &spec.connection_secret else {
-        return Err(Error::Invalid("no connectionSecret".into()));
-    };
     let values = TemplateValues {
         user: &spec.user,
         password,
@@ -179,7 +177,7 @@ pub async fn reconcile(
     if let Some(connection) = &spec.connection_secret {
         secrets.push((
             connection.name.clone(),
-            connection_string(&spec, &password)?,
+            connection_string(&spec, connection, &password)?,
         ));
     }
     let mut status = Status::new(Phase::Ready, generation);
@@ -332,7 +330,7 @@ pub async fn delivered_value(ctx: &Context, name: &str) -> Result<Option<SecretV
         let password = open(ctx, &store_key, &sealed)?;
         return match connection {
             None => Ok(Some(password)),
-            Some(_) => connection_string(&spec, &password).map(Some),
+            Some(connection) => connection_string(&spec, connection, &password).map(Some),
         };
     }
     Ok(None)

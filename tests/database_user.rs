@@ -436,6 +436,13 @@ spec:
     let events = env.ok(&["events"]);
     for text in [&once, &logs, &second, &logs2, &describe, &events, &report] {
         assert!(!text.contains(password), "the password leaked:\n{text}");
+        // Nor what the server is sent instead (the drivers log statements at debug).
+        for sent in ["SCRAM-SHA-256$", "mysql_native_password AS"] {
+            assert!(
+                !text.contains(sent),
+                "a password's verifier leaked:\n{text}"
+            );
+        }
     }
 
     // Deleted with deletionPolicy Delete and dropDatabase: all of it goes.

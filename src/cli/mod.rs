@@ -170,12 +170,15 @@ pub fn schema(out: &Path) -> Result<u8, Failure> {
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // bollard logs request bodies at debug, and a secret's body holds its value:
+    // bollard logs request bodies at debug, and a secret's body holds its value;
+    // the database drivers log statements, and a password's verifier is in one:
     // capped whatever RUST_LOG says.
-    let filter = match crate::docker::QUIET_BOLLARD_DIRECTIVE.parse() {
+    let quiet = std::iter::once(crate::docker::QUIET_BOLLARD_DIRECTIVE)
+        .chain(crate::db::QUIET_DRIVER_DIRECTIVES);
+    let filter = quiet.fold(filter, |filter, directive| match directive.parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
-    };
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -32,6 +32,11 @@ use std::time::Duration;
 
 use crate::api::SecretValue;
 pub use crate::api::database_user::Engine;
+
+/// `tracing_subscriber::EnvFilter` directives that keep the drivers' debug
+/// lines, which print each statement (a password's verifier or hash
+/// included), out of the logs.
+pub const QUIET_DRIVER_DIRECTIVES: [&str; 2] = ["tokio_postgres=info", "mysql_async=info"];
 use crate::text::{MESSAGE_LIMIT, truncate};
 
 /// How long connecting, or one statement, may take before it counts as a transient failure.

@@ -50,6 +50,9 @@ pub async fn get(
     name: Option<&str>,
     output: Output,
 ) -> Result<u8, Failure> {
+    if kind.is_some_and(super::sources::is_sources) {
+        return super::sources::get(global, name, output).await;
+    }
     let kind = kind.map(parse_kind).transpose()?;
     let store = global.store().await?;
     let (records, _) = store
@@ -84,16 +87,14 @@ pub async fn get(
                 print!("---\n{yaml}");
             }
         }
-        Output::Table => {
-            let mut t = Table::new([
-                "KIND",
-                "NAME",
-                "PHASE",
-                "GENERATION",
-                "OBSERVED",
-                "AGE",
-                "MESSAGE",
-            ]);
+        Output::Table | Output::Wide => {
+            let wide = output == Output::Wide;
+            let mut headers = vec!["KIND", "NAME", "PHASE", "GENERATION", "OBSERVED", "AGE"];
+            if wide {
+                headers.extend(["SOURCE", "COMMIT"]);
+            }
+            headers.push("MESSAGE");
+            let mut t = Table::new(headers);
             for r in &records {
                 let status = status_of(
                     store
@@ -110,15 +111,25 @@ pub async fn get(
                     ),
                     None => ("-".into(), "-".into(), "-".into(), String::new()),
                 };
-                t.row([
+                let mut row = vec![
                     r.kind.clone(),
                     r.name.clone(),
                     phase,
                     r.versioned.mod_revision.to_string(),
                     observed,
                     updated,
-                    message,
-                ]);
+                ];
+                if wide {
+                    let origin = status.as_ref().and_then(|s| s.source.as_ref());
+                    row.push(origin.map_or_else(|| "-".into(), |o| o.source.clone()));
+                    row.push(
+                        origin
+                            .and_then(|o| o.commit.as_deref())
+                            .map_or_else(|| "-".into(), |c| short(c).to_owned()),
+                    );
+                }
+                row.push(message);
+                t.row(row);
             }
             if t.is_empty() {
                 println!("No records.");
@@ -156,6 +167,10 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
         Some(s) => {
             println!("Phase:       {}", s.phase);
             println!("Observed:    {}", s.observed_revision);
+            if let Some(origin) = &s.source {
+                println!("Source:      {}", origin.source);
+                println!("Commit:      {}", origin.commit.as_deref().unwrap_or("-"));
+            }
             if !s.message.is_empty() {
                 println!("Message:     {}", s.message);
             }
@@ -202,7 +217,12 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
     Ok(0)
 }
 
-fn print_events<'a>(events: impl Iterator<Item = (String, &'a Event)>) {
+/// A commit id as tables show it: 12 characters, as `git log --oneline` does for big repositories.
+pub(super) fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+pub(super) fn print_events<'a>(events: impl Iterator<Item = (String, &'a Event)>) {
     // A repeated event is one line: when it last happened and how often.
     let mut t = Table::new(["LAST SEEN", "RECORD", "TYPE", "REASON", "COUNT", "MESSAGE"]);
     for (record, e) in events {
@@ -281,11 +301,17 @@ pub async fn events(global: &GlobalOpts, target: Option<&str>, watch: bool) -> R
             let (k, n) = t
                 .split_once('/')
                 .ok_or_else(|| Failure::Invalid(format!("error: {t:?}: expected KIND/NAME")))?;
-            Ok::<_, Failure>((parse_kind(k)?, n.to_string()))
+            // A GitOps source's events are filed under the pseudo-kind `Source`.
+            let kind = if super::sources::is_sources(k) {
+                crate::gitops::sync::SOURCE_KIND
+            } else {
+                parse_kind(k)?.as_str()
+            };
+            Ok::<_, Failure>((kind, n.to_string()))
         })
         .transpose()?;
     let store: Store = global.store().await?;
-    let filter_ref = filter.as_ref().map(|(k, n)| (k.as_str(), n.as_str()));
+    let filter_ref = filter.as_ref().map(|(k, n)| (*k, n.as_str()));
     let (events, revision) = store
         .list_events_at_revision(filter_ref)
         .await

@@ -8,6 +8,8 @@ pub mod get;
 pub mod key;
 pub mod run;
 pub mod secret;
+mod sources;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,8 @@ pub struct GlobalOpts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Table,
+    /// The table with each record's GitOps source and commit.
+    Wide,
     Yaml,
     Json,
 }

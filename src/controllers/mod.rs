@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
+use crate::gitops::owner::Origin;
+use crate::notify::Notifier;
 use crate::plan::drift::DriftReport;
 use crate::runtime::{Action, Reconciler};
 use crate::store::{Event, Keyring, Store, StoreError, WriteFence};
@@ -120,6 +122,11 @@ pub struct Context {
     last_events: Arc<Mutex<HashMap<RecordKey, (String, Event)>>>,
     /// What each record's last reconcile left different from its desired state.
     pub drift: Arc<DriftCache>,
+    /// Told of every status transition (failing, recovered, drifting); the
+    /// BackupJob controller tells it of failed and stale backups.
+    pub notifier: Notifier,
+    /// The GitOps source and commit of each record, as last read: its status shows them.
+    origins: Arc<Mutex<HashMap<RecordKey, Origin>>>,
 }
 
 impl Context {
@@ -132,7 +139,36 @@ impl Context {
             resync,
             last_events: Arc::default(),
             drift: Arc::default(),
+            notifier: Notifier::disabled(),
+            origins: Arc::default(),
         }
+    }
+
+    /// The same context, telling `notifier` of status transitions.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Remembers where a record read for a reconcile came from, for its status.
+    fn note_origin(&self, key: &RecordKey, stored: Option<&crate::store::Versioned>) {
+        let mut origins = self
+            .origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match stored.and_then(|s| crate::gitops::owner::origin(&s.value)) {
+            Some(origin) => origins.insert(key.clone(), origin),
+            None => origins.remove(key),
+        };
+    }
+
+    fn origin(&self, key: &RecordKey) -> Option<Origin> {
+        let origins = self
+            .origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        origins.get(key).cloned()
     }
 
     /// The same context, keeping its records' drift in `drift` (one with the
@@ -217,6 +253,7 @@ impl Context {
         let previous = self.read_status(key).await?;
         let status = Status {
             message: bounded(status.message.clone()),
+            source: self.origin(key),
             ..status.clone()
         };
         let Some(status) = status.changed_from(previous.as_ref()) else {
@@ -226,6 +263,9 @@ impl Context {
         self.store
             .put_status(key.kind.as_str(), &key.name, &value)
             .await?;
+        // Only once written: a deposed leader's refused write tells no one.
+        self.notifier
+            .status_changed(key, previous.as_ref(), &status);
         Ok(())
     }
 
@@ -279,6 +319,7 @@ impl Context {
             .delete_status(key.kind.as_str(), &key.name)
             .await?;
         self.last_events().remove(key);
+        self.note_origin(key, None);
         Ok(Action::await_change())
     }
 }
@@ -296,6 +337,7 @@ impl Controllers {
             .store
             .get_record(key.kind.as_str(), &key.name)
             .await?;
+        self.ctx.note_origin(&key, stored.as_ref());
         match key.kind {
             Kind::Stack => stack::reconcile(&self.ctx, &key, stored).await,
             Kind::Network => network::reconcile(&self.ctx, &key, stored).await,

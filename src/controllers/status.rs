@@ -67,6 +67,9 @@ pub struct Status {
     /// When the phase last changed: how long the record has been in it.
     #[serde(default = "jiff::Timestamp::now")]
     pub since: jiff::Timestamp,
+    /// The GitOps source and commit the record's current content came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::gitops::owner::Origin>,
 }
 
 impl Status {
@@ -81,6 +84,7 @@ impl Status {
             drift: Vec::new(),
             updated_at: jiff::Timestamp::now(),
             since: jiff::Timestamp::now(),
+            source: None,
         }
     }
 
@@ -138,6 +142,7 @@ mod tests {
             }],
             updated_at: jiff::Timestamp::UNIX_EPOCH,
             since: jiff::Timestamp::UNIX_EPOCH,
+            source: None,
         };
         let value = serde_json::to_value(&status).unwrap();
         assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);

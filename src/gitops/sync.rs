@@ -158,11 +158,13 @@ pub enum Outcome {
     UpToDate { commit: String },
     /// The commit's records are applied; a line per record.
     Applied { commit: String, lines: Vec<String> },
-    /// Nothing written; `invalid` when the commit's records are invalid.
+    /// Nothing written; `invalid` when the commit's records are invalid,
+    /// `again` when this commit was refused so before (and nothing is recorded).
     Refused {
         commit: Option<String>,
         message: String,
         invalid: bool,
+        again: bool,
     },
 }
 
@@ -220,7 +222,7 @@ impl Syncer {
                 Ok(Outcome::Applied { commit, lines }) => {
                     tracing::info!(source, commit, records = lines.len(), "applied a commit");
                 }
-                Ok(Outcome::UpToDate { .. }) => {}
+                Ok(Outcome::UpToDate { .. } | Outcome::Refused { again: true, .. }) => {}
                 Ok(Outcome::Refused {
                     commit, message, ..
                 }) => {
@@ -260,13 +262,22 @@ impl Syncer {
                     .await;
             }
         };
-        let handled = previous.seen.as_deref() == Some(commit.as_str())
-            && match &previous.error {
-                None => previous.commit.as_deref() == Some(commit.as_str()),
-                Some(e) => e.invalid && e.commit.as_deref() == Some(commit.as_str()),
-            };
-        if handled {
-            return Ok(Outcome::UpToDate { commit });
+        if previous.seen.as_deref() == Some(commit.as_str()) {
+            match &previous.error {
+                None if previous.commit.as_deref() == Some(commit.as_str()) => {
+                    return Ok(Outcome::UpToDate { commit });
+                }
+                // The same records would be refused the same way: not tried again.
+                Some(e) if e.invalid && e.commit.as_deref() == Some(commit.as_str()) => {
+                    return Ok(Outcome::Refused {
+                        commit: Some(commit),
+                        message: e.message.clone(),
+                        invalid: true,
+                        again: true,
+                    });
+                }
+                _ => {}
+            }
         }
         let root = match self.mirror.checkout(&commit).await {
             Ok(root) => root.to_path_buf(),
@@ -373,6 +384,7 @@ impl Syncer {
             commit,
             message,
             invalid,
+            again: false,
         })
     }
 

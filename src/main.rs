@@ -196,6 +196,8 @@ enum Command {
         /// Fetch and apply once, then exit (64 when the commit is invalid).
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Manage the key secret values are sealed with.
     Key {
@@ -236,6 +238,17 @@ struct NotifyArgs {
     #[arg(long = "notify-min-interval", env = "SWARMKEEPER_NOTIFY_MIN_INTERVAL",
           default_value = "1m", value_parser = parse_resync)]
     window: Duration,
+}
+
+impl NotifyArgs {
+    fn config(self, prefix: &str) -> swarmkeeper::notify::NotifyConfig {
+        swarmkeeper::notify::NotifyConfig {
+            urls: self.urls,
+            format: self.format,
+            prefix: prefix.to_owned(),
+            window: self.window,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -429,12 +442,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 force,
                 http_token_file,
                 sync,
-                notify: swarmkeeper::notify::NotifyConfig {
-                    urls: notify.urls,
-                    format: notify.format,
-                    prefix: global.prefix.clone(),
-                    window: notify.window,
-                },
+                notify: notify.config(&global.prefix),
             };
             cli::run::run(&global, &opts).await
         }
@@ -450,6 +458,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             git_known_hosts_file,
             cache_dir,
             once,
+            notify,
         } => {
             let spec = swarmkeeper::gitops::SyncSpec {
                 branch,
@@ -464,7 +473,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 cache_dir,
                 ..swarmkeeper::gitops::SyncSpec::new(&source, &repo)
             };
-            cli::sync::sync(&global, spec, once).await
+            let notify = notify.config(&global.prefix);
+            cli::sync::sync(&global, spec, once, notify).await
         }
         Command::Key {
             command: KeyCommand::Rotate { new_key_file },

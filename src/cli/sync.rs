@@ -5,7 +5,9 @@
 use tokio::sync::Notify;
 
 use crate::gitops::{Outcome, SyncSpec, Syncer};
-use crate::notify::Notifier;
+use prometheus_client::metrics::family::Family;
+
+use crate::notify::{Notifier, NotifyConfig};
 use crate::runtime::Shutdown;
 
 use super::{Failure, GlobalOpts};
@@ -16,12 +18,19 @@ use super::{Failure, GlobalOpts};
 /// # Errors
 /// A bad spec (exit 64); with `once`, an invalid commit (exit 64) or a
 /// failed fetch or apply (exit 1).
-pub async fn sync(global: &GlobalOpts, spec: SyncSpec, once: bool) -> Result<u8, Failure> {
+pub async fn sync(
+    global: &GlobalOpts,
+    spec: SyncSpec,
+    once: bool,
+    notify: NotifyConfig,
+) -> Result<u8, Failure> {
     spec.validate()
         .map_err(|e| Failure::Invalid(format!("error: {e}")))?;
     let keys = global.key_files()?;
     let store = global.store().await?;
-    let syncer = Syncer::new(spec, &global.prefix, Notifier::disabled());
+    // Sync failures and recoveries only: records are the controller's to report.
+    let notifier = Notifier::start(notify, Family::default());
+    let syncer = Syncer::new(spec, &global.prefix, notifier);
     if !once {
         let shutdown = Shutdown::on_signals().map_err(Failure::error)?;
         syncer.run(&store, keys, &Notify::new(), &shutdown).await;

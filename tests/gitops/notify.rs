@@ -84,6 +84,11 @@ async fn a_receiver_gets_one_message_per_transition_and_a_hanging_one_delays_not
     );
     eventually(Duration::from_secs(5), "the failing message", count(1)).await;
     pass(&controllers, std::slice::from_ref(&key)).await;
+    // Failing another way is no new transition: its status changes, no message is sent.
+    put_network(&store, &name, json!({"driver": "overlay", "size": 3})).await;
+    pass(&controllers, std::slice::from_ref(&key)).await;
+    let failed = status(&store, &key).await.expect("status");
+    assert!(failed.message.contains("size"), "{}", failed.message);
 
     // Fixed: one message when it recovers (after the one-second window).
     put_network(&store, &name, json!({"driver": "overlay"})).await;

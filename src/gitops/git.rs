@@ -40,6 +40,25 @@ pub struct GitAuth {
     pub username: Option<String>,
 }
 
+impl GitAuth {
+    /// The ssh command git runs: never prompting, with the key and the host
+    /// keys by path (the key's content never leaves its file).
+    fn ssh_command(&self) -> String {
+        let mut ssh = String::from("ssh -o BatchMode=yes");
+        if let Some(key) = &self.ssh_key_file {
+            ssh.push_str(&format!(" -i {} -o IdentitiesOnly=yes", shell_quote(key)));
+        }
+        match &self.known_hosts_file {
+            Some(hosts) => ssh.push_str(&format!(
+                " -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+                shell_quote(hosts)
+            )),
+            None => ssh.push_str(" -o StrictHostKeyChecking=accept-new"),
+        }
+        ssh
+    }
+}
+
 /// A git command that failed, with its output scrubbed of credentials.
 #[derive(Debug, thiserror::Error)]
 #[error("git {action}: {message}")]
@@ -161,18 +180,7 @@ impl Mirror {
                 self.auth.username.as_deref().unwrap_or("x-access-token"),
             );
         }
-        let mut ssh = String::from("ssh -o BatchMode=yes");
-        if let Some(key) = &self.auth.ssh_key_file {
-            ssh.push_str(&format!(" -i {} -o IdentitiesOnly=yes", shell_quote(key)));
-        }
-        match &self.auth.known_hosts_file {
-            Some(hosts) => ssh.push_str(&format!(
-                " -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
-                shell_quote(hosts)
-            )),
-            None => ssh.push_str(" -o StrictHostKeyChecking=accept-new"),
-        }
-        cmd.env("GIT_SSH_COMMAND", ssh);
+        cmd.env("GIT_SSH_COMMAND", self.auth.ssh_command());
         let fail = |message: String| GitError {
             action,
             message: scrub(&message, self.token().as_deref()),
@@ -261,6 +269,24 @@ mod tests {
         for bad in ["", "-x", "a..b", "a b", "x.lock", "/a", "a/", "a:b"] {
             assert!(!is_valid_branch(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_ssh_command_names_the_key_and_host_keys_by_path() {
+        let auth = GitAuth {
+            ssh_key_file: Some("/run/secrets/deploy key".into()),
+            known_hosts_file: Some("/etc/hosts.known".into()),
+            ..GitAuth::default()
+        };
+        assert_eq!(
+            auth.ssh_command(),
+            "ssh -o BatchMode=yes -i '/run/secrets/deploy key' -o IdentitiesOnly=yes \
+             -o UserKnownHostsFile='/etc/hosts.known' -o StrictHostKeyChecking=yes"
+        );
+        assert_eq!(
+            GitAuth::default().ssh_command(),
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"
+        );
     }
 
     #[test]

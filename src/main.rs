@@ -153,7 +153,7 @@ enum Command {
         #[arg(long, env = "SWARMKEEPER_HTTP_TOKEN_FILE")]
         http_token_file: Option<PathBuf>,
         /// Follow a Git repository, on the leader (repeatable, one per source):
-        /// `source=NAME,repo=URL[,branch=main][,path=.][,interval=30s][,token-file=F]
+        /// `source=NAME,repo=URL,path=DIR[,branch=main][,interval=30s][,token-file=F]
         /// [,username=U][,ssh-key-file=F][,known-hosts-file=F][,webhook-secret-file=F][,cache-dir=D]`.
         #[arg(long, value_parser = swarmkeeper::gitops::SyncSpec::parse)]
         sync: Vec<swarmkeeper::gitops::SyncSpec>,
@@ -168,8 +168,9 @@ enum Command {
         repo: String,
         #[arg(long, env = "SWARMKEEPER_SYNC_BRANCH", default_value = "main")]
         branch: String,
-        /// The folder of records inside the repository.
-        #[arg(long, env = "SWARMKEEPER_SYNC_PATH", default_value = ".")]
+        /// The folder of records inside the repository (`.` for its root, where
+        /// every YAML file, CI workflows included, must then be a record).
+        #[arg(long, env = "SWARMKEEPER_SYNC_PATH")]
         path: String,
         /// The source name the records are applied under.
         #[arg(long, env = "SWARMKEEPER_SOURCE")]

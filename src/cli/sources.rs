@@ -14,14 +14,6 @@ pub(super) fn is_sources(kind: &str) -> bool {
     kind.eq_ignore_ascii_case("source") || kind.eq_ignore_ascii_case("sources")
 }
 
-fn as_value(name: &str, record: &SourceRecord) -> Value {
-    let mut value = serde_json::to_value(record).unwrap_or_default();
-    if let Value::Object(fields) = &mut value {
-        fields.insert("name".into(), name.into());
-    }
-    value
-}
-
 /// Runs `get sources [NAME]`.
 ///
 /// # Errors
@@ -44,7 +36,7 @@ pub(super) async fn get(
     }
     match output {
         Output::Json => {
-            let values: Vec<Value> = sources.iter().map(|(n, r)| as_value(n, r)).collect();
+            let values: Vec<Value> = sources.iter().map(|(n, r)| r.named_json(n)).collect();
             let out = match (name, values.first()) {
                 (Some(_), Some(one)) => serde_json::to_string_pretty(one),
                 _ => serde_json::to_string_pretty(&values),
@@ -53,7 +45,7 @@ pub(super) async fn get(
         }
         Output::Yaml => {
             for (n, r) in &sources {
-                let yaml = serde_saphyr::to_string(&as_value(n, r)).map_err(Failure::error)?;
+                let yaml = serde_saphyr::to_string(&r.named_json(n)).map_err(Failure::error)?;
                 print!("---\n{yaml}");
             }
         }

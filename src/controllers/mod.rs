@@ -209,17 +209,10 @@ impl Context {
         };
         let previous = self.last_events().get(key).cloned();
         let (kind, name) = (key.kind.as_str(), key.name.as_str());
-        let written = match previous {
-            Some((id, last)) if last.repeats(&event) => {
-                let folded = last.seen_again(event.time);
-                let updated = self.store.update_event(kind, name, &id, &folded).await;
-                updated.map(|()| (id, folded))
-            }
-            _ => {
-                let put = self.store.put_event(kind, name, &event).await;
-                put.map(|id| (id, event))
-            }
-        };
+        let written = self
+            .store
+            .put_or_fold_event(kind, name, previous, event)
+            .await;
         match written {
             Ok(last) => {
                 self.last_events().insert(key.clone(), last);

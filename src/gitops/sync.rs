@@ -67,7 +67,7 @@ impl SyncSpec {
     }
 
     /// Parses `run --sync`'s value: comma-separated `key=value` pairs, with
-    /// `source` and `repo` required and `branch`, `path`, `interval`,
+    /// `source`, `repo` and `path` required and `branch`, `interval`,
     /// `token-file`, `username`, `ssh-key-file`, `known-hosts-file`,
     /// `webhook-secret-file` and `cache-dir` optional.
     ///
@@ -82,8 +82,8 @@ impl SyncSpec {
             pairs.push((key.trim(), value.trim()));
         }
         let get = |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-        let (Some(source), Some(repo)) = (get("source"), get("repo")) else {
-            return Err("source=NAME and repo=URL are required".into());
+        let (Some(source), Some(repo), Some(_)) = (get("source"), get("repo"), get("path")) else {
+            return Err("source=NAME, repo=URL and path=DIR are required".into());
         };
         let mut spec = Self::new(source, repo);
         for (key, value) in &pairs {
@@ -402,17 +402,9 @@ impl Syncer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let name = &self.spec.source;
-        let written = match previous {
-            Some((id, last)) if last.repeats(&event) => {
-                let folded = last.seen_again(event.time);
-                let updated = store.update_event(SOURCE_KIND, name, &id, &folded).await;
-                updated.map(|()| (id, folded))
-            }
-            _ => {
-                let put = store.put_event(SOURCE_KIND, name, &event).await;
-                put.map(|id| (id, event))
-            }
-        };
+        let written = store
+            .put_or_fold_event(SOURCE_KIND, name, previous, event)
+            .await;
         match written {
             Ok(last) => {
                 *self
@@ -441,10 +433,11 @@ mod tests {
         assert_eq!(spec.auth.token_file, Some(PathBuf::from("/t")));
         let err = |s: &str| SyncSpec::parse(s).unwrap_err();
         assert!(err("repo=x").contains("required"));
-        assert!(err("source=a,repo=x,colour=red").contains("colour"));
+        assert!(err("source=a,repo=x").contains("required"));
+        assert!(err("source=a,repo=x,path=.,colour=red").contains("colour"));
         assert!(err("source=a,repo=x,path=../up").contains("inside"));
-        assert!(err("source=a,repo=x,branch=-x").contains("branch"));
-        assert!(err("source=a,repo=x,interval=0s").contains("longer than zero"));
-        assert!(err("source=A B,repo=x").contains("not a valid name"));
+        assert!(err("source=a,repo=x,path=.,branch=-x").contains("branch"));
+        assert!(err("source=a,repo=x,path=.,interval=0s").contains("longer than zero"));
+        assert!(err("source=A B,repo=x,path=.").contains("not a valid name"));
     }
 }

@@ -72,13 +72,7 @@ pub async fn sources(State(state): State<Arc<AppState>>) -> Response {
         Ok(sources) => {
             let list: Vec<Value> = sources
                 .into_iter()
-                .map(|(name, record)| {
-                    let mut value = serde_json::to_value(record).unwrap_or_default();
-                    if let Value::Object(fields) = &mut value {
-                        fields.insert("name".into(), name.into());
-                    }
-                    value
-                })
+                .map(|(name, record)| record.named_json(&name))
                 .collect();
             (
                 [(header::CONTENT_TYPE, "application/json")],

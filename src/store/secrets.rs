@@ -30,6 +30,15 @@ pub struct SourceRecord {
 }
 
 impl SourceRecord {
+    /// The record as `get sources -o json` and `/sources` show it: with its name.
+    pub fn named_json(&self, name: &str) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let serde_json::Value::Object(fields) = &mut value {
+            fields.insert("name".into(), name.into());
+        }
+        value
+    }
+
     /// A source that has applied nothing yet.
     pub fn empty() -> Self {
         Self {

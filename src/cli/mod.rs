@@ -178,7 +178,8 @@ pub fn init_tracing(json: bool) {
     // the database drivers log statements, and a password's verifier is in one:
     // capped whatever RUST_LOG says.
     let quiet = std::iter::once(crate::docker::QUIET_BOLLARD_DIRECTIVE)
-        .chain(crate::db::QUIET_DRIVER_DIRECTIVES);
+        .chain(crate::db::QUIET_DRIVER_DIRECTIVES)
+        .chain(std::iter::once(crate::notify::QUIET_CLIENT_DIRECTIVE));
     let filter = quiet.fold(filter, |filter, directive| match directive.parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,

@@ -37,6 +37,11 @@ use crate::controllers::status::{Phase, Status};
 use crate::metrics::NotifyLabels;
 pub use message::Format;
 
+/// A `tracing_subscriber::EnvFilter` directive keeping the HTTP client's debug
+/// lines (which name the connection and a proxy's target) out of the logs: a
+/// receiver's URL may be its credential.
+pub const QUIET_CLIENT_DIRECTIVE: &str = "reqwest=info";
+
 /// How long one POST may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Transitions waiting to be folded, and messages waiting per receiver.

@@ -3,9 +3,11 @@
 
 use std::sync::LazyLock;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::rules::Errors;
 use super::secret_value::SecretValue;
@@ -14,6 +16,17 @@ static IDENTIFIER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_$-]*$").expect("valid regex"));
 static PRIVILEGE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z]+( [A-Za-z]+)*$").expect("valid regex"));
+/// A template that starts with `scheme://` (`jdbc:postgresql://` too) renders a URL.
+static URL_SCHEME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9+.:-]*://").expect("valid regex"));
+/// What a user or password in a URL is escaped from: everything but RFC 3986's
+/// unreserved characters, so `@`, `:`, `/`, `?`, `#` and `%` cannot end the
+/// userinfo early, and every URL parser decodes it back.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 static HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([A-Za-z0-9]([A-Za-z0-9_-]{0,62})?\.?)+$|^\[?[0-9A-Fa-f:.]+\]?$")
         .expect("valid regex")
@@ -179,7 +192,9 @@ fn parse_template(template: &str) -> Result<Vec<Piece<'_>>, String> {
 }
 
 impl ConnectionSecret {
-    /// The secret's value: the template with its placeholders filled in.
+    /// The secret's value: the template with its placeholders filled in. In a
+    /// URL template (`scheme://...`) the user and the password are
+    /// percent-encoded, so any character a password holds keeps the URL whole.
     ///
     /// # Errors
     /// The template is invalid (records that passed validation never are), or the
@@ -190,12 +205,22 @@ impl ConnectionSecret {
             .expose_str()
             .ok_or("the password is not UTF-8 text")?;
         let port = values.port.to_string();
+        let url = URL_SCHEME.is_match(&self.template);
+        // Copies of the password are wiped when dropped, as the value itself is.
+        let escape = |text: &str| -> Zeroizing<String> {
+            Zeroizing::new(if url {
+                utf8_percent_encode(text, USERINFO).to_string()
+            } else {
+                text.to_owned()
+            })
+        };
+        let (user, password) = (escape(values.user), escape(password));
         let mut out = String::with_capacity(self.template.len() + password.len());
         for piece in parse_template(&self.template)? {
             out.push_str(match piece {
                 Piece::Text(text) => text,
-                Piece::Placeholder("user") => values.user,
-                Piece::Placeholder("password") => password,
+                Piece::Placeholder("user") => &user,
+                Piece::Placeholder("password") => &password,
                 Piece::Placeholder("host") => values.host,
                 Piece::Placeholder("port") => &port,
                 Piece::Placeholder(_) => values.database,
@@ -367,6 +392,55 @@ mod tests {
         assert_eq!(
             errors_of(&unclosed),
             ["spec.connectionSecret.template: unclosed \"{{\""]
+        );
+    }
+
+    fn render(template: &str, user: &str, password: &str) -> String {
+        let connection = ConnectionSecret {
+            name: "uri".into(),
+            template: template.into(),
+        };
+        let password = SecretValue::from(password);
+        let values = TemplateValues {
+            user,
+            password: &password,
+            host: "db",
+            port: 5432,
+            database: "d",
+        };
+        let rendered = connection.render(&values).unwrap();
+        rendered.expose_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_url_template_escapes_the_user_and_the_password() {
+        let password = "p@ss:w/rd?x#y%z é";
+        let url = render(
+            "postgres://{{user}}:{{password}}@{{host}}:{{port}}/{{database}}",
+            "a@b",
+            password,
+        );
+        assert_eq!(
+            url,
+            "postgres://a%40b:p%40ss%3Aw%2Frd%3Fx%23y%25z%20%C3%A9@db:5432/d"
+        );
+        // The URL parses whole, and the userinfo decodes back to the values.
+        let (userinfo, rest) = url["postgres://".len()..].rsplit_once('@').unwrap();
+        assert_eq!(rest, "db:5432/d");
+        let (user, escaped) = userinfo.split_once(':').unwrap();
+        let decoded = percent_encoding::percent_decode_str(escaped).decode_utf8();
+        assert_eq!(decoded.unwrap(), password);
+        assert_eq!(user, "a%40b");
+        let jdbc = render(
+            "jdbc:mysql://{{host}}/{{database}}?user={{user}}&password={{password}}",
+            "u",
+            "a&b=c",
+        );
+        assert_eq!(jdbc, "jdbc:mysql://db/d?user=u&password=a%26b%3Dc");
+        // Not a URL: the values as they are.
+        assert_eq!(
+            render("host={{host}} user={{user}} password={{password}}", "u", "p@:/"),
+            "host=db user=u password=p@:/"
         );
     }
 

@@ -439,7 +439,11 @@ mod tests {
         assert_eq!(jdbc, "jdbc:mysql://db/d?user=u&password=a%26b%3Dc");
         // Not a URL: the values as they are.
         assert_eq!(
-            render("host={{host}} user={{user}} password={{password}}", "u", "p@:/"),
+            render(
+                "host={{host}} user={{user}} password={{password}}",
+                "u",
+                "p@:/"
+            ),
             "host=db user=u password=p@:/"
         );
     }

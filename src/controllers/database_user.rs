@@ -86,7 +86,10 @@ fn remembered(status: &Status) -> Option<DatabaseUserStatus> {
     if let Some(typed) = &status.database_user {
         return Some(typed.clone());
     }
-    let legacy = status.owned.iter().find(|o| o.object == LEGACY_REMEMBERED)?;
+    let legacy = status
+        .owned
+        .iter()
+        .find(|o| o.object == LEGACY_REMEMBERED)?;
     let spec = serde_json::from_str::<DatabaseUserSpec>(&legacy.name).ok()?;
     Some(DatabaseUserStatus {
         rotation: spec.rotation,
@@ -451,8 +454,14 @@ mod tests {
         assert_eq!(memory.spec.deletion_policy, spec(2).deletion_policy);
         assert!(memory.summary().contains("rotation 2"));
         // The same rotation keeps its unknown time; the next one is stamped.
-        assert_eq!(converged(Some(memory.clone()), &spec(2), at(5)).rotated_at, None);
-        assert_eq!(converged(Some(memory), &spec(3), at(5)).rotated_at, Some(at(5)));
+        assert_eq!(
+            converged(Some(memory.clone()), &spec(2), at(5)).rotated_at,
+            None
+        );
+        assert_eq!(
+            converged(Some(memory), &spec(3), at(5)).rotated_at,
+            Some(at(5))
+        );
 
         // The typed field wins, and serialises without the legacy entry.
         let typed = Status {

@@ -14,8 +14,6 @@ use super::secret_value::SecretValue;
 
 static IDENTIFIER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_$-]*$").expect("valid regex"));
-static PRIVILEGE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z]+( [A-Za-z]+)*$").expect("valid regex"));
 /// A template that starts with `scheme://` (`jdbc:postgresql://` too) renders a URL.
 static URL_SCHEME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9+.:-]*://").expect("valid regex"));
@@ -93,11 +91,19 @@ impl Engine {
         }
     }
 
-    /// The longest user name the engine takes.
+    /// The longest user name the engine takes (MySQL's 32, which MariaDB takes too).
     fn max_user_len(self) -> usize {
         match self {
             Engine::Postgres => 63,
             Engine::Mysql | Engine::Mariadb => 32,
+        }
+    }
+
+    /// The longest database name the engine keeps whole.
+    fn max_database_len(self) -> usize {
+        match self {
+            Engine::Postgres => 63,
+            Engine::Mysql | Engine::Mariadb => 64,
         }
     }
 }
@@ -263,12 +269,15 @@ impl DatabaseUserSpec {
                 ),
             );
         }
+        let max = self.engine.max_database_len();
         if let Some(database) = &self.database
-            && (!IDENTIFIER.is_match(database) || database.len() > 63)
+            && (!IDENTIFIER.is_match(database) || database.len() > max)
         {
             errors.push(
                 "spec.database",
-                format!("{database:?} is not a database name"),
+                format!(
+                    "{database:?} is not a database name (letters, digits, '_', '$', '-'; at most {max})"
+                ),
             );
         }
         if self.database.is_none() {
@@ -283,10 +292,16 @@ impl DatabaseUserSpec {
             }
         }
         for (i, privilege) in self.privileges.iter().enumerate() {
-            if !PRIVILEGE.is_match(privilege) {
+            // The engine's allow-list is the one `db` grants from: what it would
+            // refuse later is refused here, before anything is written.
+            if crate::db::normalize_privilege(self.engine, privilege).is_err() {
                 errors.push(
                     format!("spec.privileges[{i}]"),
-                    format!("{privilege:?} is not a privilege"),
+                    format!(
+                        "{privilege:?} is not a privilege {:?} grants (known: {})",
+                        self.engine,
+                        crate::db::known_privileges(self.engine).join(", ")
+                    ),
                 );
             }
         }
@@ -466,5 +481,32 @@ mod tests {
         );
         let injected = spec(serde_json::json!({"user": "a; DROP", "privileges": ["ALL; DROP"]}));
         assert_eq!(errors_of(&injected).len(), 2);
+    }
+
+    #[test]
+    fn privileges_and_name_lengths_follow_the_engine() {
+        let unknown = spec(serde_json::json!({"privileges": ["connect", "FROBNICATE"]}));
+        let errors = errors_of(&unknown);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("spec.privileges[1]: \"FROBNICATE\" is not a privilege"),
+            "{errors:?}"
+        );
+        let mysql_only = spec(serde_json::json!({"privileges": ["LOCK TABLES"]}));
+        assert_eq!(errors_of(&mysql_only).len(), 1);
+        let on_mariadb = spec(serde_json::json!({
+            "engine": "mariadb", "privileges": ["lock  tables", "ALL PRIVILEGES"],
+            "database": "d".repeat(64)
+        }));
+        assert!(
+            errors_of(&on_mariadb).is_empty(),
+            "{:?}",
+            errors_of(&on_mariadb)
+        );
+        let long_on_postgres = spec(serde_json::json!({"database": "d".repeat(64)}));
+        assert_eq!(errors_of(&long_on_postgres).len(), 1);
+        let long_on_mariadb =
+            spec(serde_json::json!({"engine": "mariadb", "database": "d".repeat(65)}));
+        assert_eq!(errors_of(&long_on_mariadb).len(), 1);
     }
 }

@@ -12,18 +12,18 @@ use common::Etcd;
 use common::swarm::{docker, docker_ok, names_with_label, require_swarm_manager};
 use swarmkeeper::store::Store;
 
-/// The whole life of a user: made, delivered, healed, rotated, dropped.
-#[path = "database_user/flow.rs"]
-mod flow;
-/// Drift made by hand: a grant revoked, the user dropped.
-#[path = "database_user/heal.rs"]
-mod heal;
 /// After the record is deleted: Retain, Delete, dropDatabase, an old status.
 #[path = "database_user/deletion.rs"]
 mod deletion;
 /// A server that cannot be reached or refuses, a privilege it refuses, a stack waiting.
 #[path = "database_user/failures.rs"]
 mod failures;
+/// The whole life of a user: made, delivered, healed, rotated, dropped.
+#[path = "database_user/flow.rs"]
+mod flow;
+/// Drift made by hand: a grant revoked, the user dropped.
+#[path = "database_user/heal.rs"]
+mod heal;
 /// Names that must be refused at apply, and MariaDB's longest database name.
 #[path = "database_user/names.rs"]
 mod names;
@@ -256,8 +256,15 @@ impl Drop for Guard {
         let engine = self.engine;
         let mut sql = Vec::new();
         for database in &self.databases {
-            let force = if engine == Engine::Postgres { " WITH (FORCE)" } else { "" };
-            sql.push(format!("DROP DATABASE IF EXISTS {}{force}", engine.q(database)));
+            let force = if engine == Engine::Postgres {
+                " WITH (FORCE)"
+            } else {
+                ""
+            };
+            sql.push(format!(
+                "DROP DATABASE IF EXISTS {}{force}",
+                engine.q(database)
+            ));
         }
         for user in self.users.iter().chain([&self.admin]) {
             if engine == Engine::Postgres {

@@ -22,7 +22,10 @@ async fn a_user_is_made_delivered_healed_and_dropped(engine: Engine) {
     let admin_password = guard.admin_password.clone();
     if engine == Engine::Postgres {
         // Every statement of the operator's sessions is logged: none may hold the password.
-        engine.admin(&format!("ALTER ROLE {} SET log_statement = 'all'", guard.admin));
+        engine.admin(&format!(
+            "ALTER ROLE {} SET log_statement = 'all'",
+            guard.admin
+        ));
     }
     let env = Env::new(engine.name()).await;
     let (name, user, database) = (&name, &user, &database);

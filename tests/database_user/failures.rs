@@ -86,7 +86,7 @@ async fn unreachable_refused_and_failed_records_do_not_stop_another_and_a_stack_
             closed_record,
             refused_record(&wrong_secret),
             failed_record,
-            stack_using(&stack, &format!("{refused}_password")),
+            stack_using(stack, &format!("{refused}_password")),
         ],
     );
     let (code, once, logs) = env.run(&["run", "--once"]);

@@ -290,6 +290,27 @@ impl Drop for Guard {
     }
 }
 
+/// A Stack `name` whose service mounts the external secret `secret`.
+fn stack_using(name: &str, secret: &str) -> String {
+    format!(
+        "apiVersion: swarmkeeper.dev/v1alpha1
+kind: Stack
+metadata: {{name: {name}}}
+spec:
+  compose:
+    version: '3.8'
+    services:
+      app:
+        image: local/busybox:1
+        command: [sleep, '3600']
+        secrets: [db]
+        deploy: {{replicas: 0}}
+    secrets:
+      db: {{external: true, name: {secret}}}
+"
+    )
+}
+
 /// The binary against the shared etcd, under a prefix of its own, with a key.
 struct Env {
     store: Store,

@@ -16,27 +16,6 @@ fn closed_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// A Stack `name` whose service mounts the external secret `secret`.
-fn stack_using(name: &str, secret: &str) -> String {
-    format!(
-        "apiVersion: swarmkeeper.dev/v1alpha1
-kind: Stack
-metadata: {{name: {name}}}
-spec:
-  compose:
-    version: '3.8'
-    services:
-      app:
-        image: local/busybox:1
-        command: [sleep, '3600']
-        secrets: [db]
-        deploy: {{replicas: 0}}
-    secrets:
-      db: {{external: true, name: {secret}}}
-"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_refused_and_failed_records_do_not_stop_another_and_a_stack_waits() {
     let engine = Engine::Postgres;

@@ -29,50 +29,29 @@ async fn a_user_is_made_delivered_healed_and_dropped(engine: Engine) {
     }
     let env = Env::new(engine.name()).await;
     let (name, user, database) = (&name, &user, &database);
-    let records = format!(
-        "apiVersion: swarmkeeper.dev/v1alpha1
-kind: Secret
-metadata: {{name: {name}-admin}}
-spec: {{value: {{literal: {admin_password}}}}}
----
-apiVersion: swarmkeeper.dev/v1alpha1
-kind: DatabaseUser
-metadata: {{name: {name}}}
-spec:
-  engine: {engine}
-  server: {{host: 127.0.0.1, port: {port}, adminUser: {admin}, adminPasswordSecret: {name}-admin, sslMode: {ssl}}}
-  user: {user}
-  database: {database}
+    let extra = format!(
+        "  database: {database}
   createDatabase: true
   privileges: [ALL]
-  passwordSecret: {name}_password
   connectionSecret:
     name: {name}_uri
     template: \"{engine}://{{{{user}}}}:{{{{password}}}}@{{{{host}}}}:{{{{port}}}}/{{{{database}}}}\"
   deletionPolicy: Delete
   dropDatabase: true
----
-apiVersion: swarmkeeper.dev/v1alpha1
-kind: Stack
-metadata: {{name: {name}}}
-spec:
-  compose:
-    version: '3.8'
-    services:
-      app:
-        image: local/busybox:1
-        command: [sleep, '3600']
-        secrets: [uri]
-        deploy: {{replicas: 0}}
-    secrets:
-      uri: {{external: true, name: {name}_uri}}
 ",
-        admin = guard.admin,
         engine = engine.name(),
-        port = engine.port(),
-        // The local MariaDB has no TLS; PostgreSQL's has, with Debian's snakeoil certificate.
-        ssl = if engine == Engine::Postgres { "require" } else { "disable" },
     );
+    let mut user_record = guard.user_record(name, &format!("{name}-admin"), user, &extra);
+    if engine == Engine::Postgres {
+        // The local MariaDB has no TLS; PostgreSQL's has, with Debian's snakeoil certificate.
+        user_record = user_record.replace("sslMode: disable", "sslMode: require");
+    }
+    let records = [
+        guard.admin_secret(name),
+        user_record,
+        stack_using(name, &format!("{name}_uri")),
+    ]
+    .join("---\n");
     let file = env.dir.path().join("records.yaml");
     std::fs::write(&file, &records).unwrap();
     env.ok(&["apply", "-f", file.to_str().unwrap()]);
@@ -221,6 +200,10 @@ spec:
     ];
     for text in texts {
         assert!(!text.contains(password), "the password leaked:\n{text}");
+        assert!(
+            !text.contains(&admin_password),
+            "the admin password leaked:\n{text}"
+        );
         // Nor what the server is sent instead (the drivers log statements at debug).
         for sent in ["SCRAM-SHA-256$", "mysql_native_password AS"] {
             assert!(

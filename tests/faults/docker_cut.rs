@@ -1,14 +1,18 @@
-//! The operator's connection to dockerd cut and restored in the middle of a
-//! converge, through a proxy the test owns in front of `/var/run/docker.sock`
-//! (`DOCKER_HOST` points the operator at it): it reconnects, creates nothing
-//! twice, and converges within 60 s of the connection coming back.
+//! The operator's connection to dockerd cut in the middle of a converge,
+//! through a proxy the test owns in front of `/var/run/docker.sock`
+//! (`DOCKER_HOST` points the operator at it; the machine's dockerd is never
+//! touched). The proxy cuts right after passing on a write chosen at random,
+//! so that the write lands and its answer is lost, the hardest case for "0
+//! duplicates"; once restored, the operator reconnects, creates nothing
+//! twice, and converges within 60 s. Once while creating the stack, once
+//! while updating it (with a change made during the cut).
 
 use std::time::Duration;
 
 use rand::Rng;
 
 use super::common::Etcd;
-use super::harness::{Fixture, TIMEOUT, converged, seeded, stack_record};
+use super::harness::{Fixture, TIMEOUT, converged, eventually, seeded, stack_record};
 use super::proxy::Link;
 
 const SERVICES: usize = 20;
@@ -23,15 +27,24 @@ async fn a_docker_connection_cut_mid_converge_is_reconnected_and_converged_witho
     let link = Link::docker(&fx.dir.path().join("docker.sock"));
     let stack = fx.stack();
     let token = fx.canary_secret(&stack).await;
+
+    // A network, a secret, a config, then the services: any of them.
+    let nth = rng.random_range(1..=SERVICES + 3);
+    eprintln!("cutting after write {nth} of the stack's creation");
+    link.cut_after_write(nth);
     fx.put(stack_record(&stack, SERVICES, 1, &token)).await;
     let mut operator = fx.operator(&fx.endpoint, Some(&link.socket()));
-    converged(&fx, &stack, SERVICES, 1, TIMEOUT).await;
+    eventually("the link is cut", TIMEOUT, async || link.is_cut().then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    link.restore();
+    converged(&fx, &stack, SERVICES, 1, Duration::from_secs(60)).await;
 
-    // Cut at a random moment of the next converge, and change the record
-    // again while dockerd cannot be reached.
+    // The services' updates (and the config's rotation), changed again during the cut.
+    let nth = rng.random_range(1..=SERVICES + 1);
+    eprintln!("cutting after write {nth} of the stack's update");
+    link.cut_after_write(nth);
     fx.put(stack_record(&stack, SERVICES, 2, &token)).await;
-    tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
-    link.cut();
+    eventually("the link is cut", TIMEOUT, async || link.is_cut().then_some(())).await;
     fx.put(stack_record(&stack, SERVICES, 3, &token)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     link.restore();

@@ -1,10 +1,13 @@
 //! Proxies the test owns, in front of etcd (TCP) and of dockerd (a unix
 //! socket): cutting one drops every connection through it and refuses new
 //! ones until restored, which is what a client sees when the far side goes
-//! away and comes back. The dockerd proxy also keeps every byte the client
-//! sent, so a test can check what the operator wrote.
+//! away and comes back. A proxy can also cut itself right after it passed on
+//! a chosen write request, so that the write lands and its answer is lost.
+//! The dockerd proxy keeps every byte the client sent, so a test can check
+//! what the operator wrote.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,6 +17,8 @@ use tokio::sync::watch;
 pub struct Link {
     cut: watch::Sender<bool>,
     sent: Arc<Mutex<Vec<u8>>>,
+    /// Write requests to pass on before cutting; 0 when not armed.
+    armed: Arc<AtomicUsize>,
     /// `http://127.0.0.1:<port>` for TCP, the socket's path for unix.
     pub address: String,
 }
@@ -26,7 +31,7 @@ impl Link {
             .expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("address"));
         let link = Self::idle(address);
-        let (cut, sent) = (link.cut.clone(), link.sent.clone());
+        let (cut, sent, armed) = (link.cut.clone(), link.sent.clone(), link.armed.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if *cut.borrow() {
@@ -35,7 +40,7 @@ impl Link {
                 let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(pipe(client, server, cut.subscribe(), sent.clone()));
+                tokio::spawn(pipe(client, server, cut.clone(), sent.clone(), armed.clone()));
             }
         });
         link
@@ -45,7 +50,7 @@ impl Link {
     pub fn docker(socket: &Path) -> Self {
         let listener = tokio::net::UnixListener::bind(socket).expect("bind the socket");
         let link = Self::idle(socket.display().to_string());
-        let (cut, sent) = (link.cut.clone(), link.sent.clone());
+        let (cut, sent, armed) = (link.cut.clone(), link.sent.clone(), link.armed.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if *cut.borrow() {
@@ -55,7 +60,7 @@ impl Link {
                 else {
                     continue;
                 };
-                tokio::spawn(pipe(client, daemon, cut.subscribe(), sent.clone()));
+                tokio::spawn(pipe(client, daemon, cut.clone(), sent.clone(), armed.clone()));
             }
         });
         link
@@ -65,6 +70,7 @@ impl Link {
         Self {
             cut: watch::channel(false).0,
             sent: Arc::default(),
+            armed: Arc::default(),
             address,
         }
     }
@@ -78,6 +84,15 @@ impl Link {
         self.cut.send_replace(true);
     }
 
+    /// Cuts right after passing on the `nth` write request (POST or DELETE) from now.
+    pub fn cut_after_write(&self, nth: usize) {
+        self.armed.store(nth, Ordering::SeqCst);
+    }
+
+    pub fn is_cut(&self) -> bool {
+        *self.cut.borrow()
+    }
+
     pub fn restore(&self) {
         self.cut.send_replace(false);
     }
@@ -89,11 +104,17 @@ impl Link {
 }
 
 /// Copies both ways until either side closes or the link is cut.
-async fn pipe<C, S>(client: C, server: S, mut cut: watch::Receiver<bool>, sent: Arc<Mutex<Vec<u8>>>)
-where
+async fn pipe<C, S>(
+    client: C,
+    server: S,
+    cut: watch::Sender<bool>,
+    sent: Arc<Mutex<Vec<u8>>>,
+    armed: Arc<AtomicUsize>,
+) where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut is_cut = cut.subscribe();
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut server_read, mut server_write) = tokio::io::split(server);
     let requests = async {
@@ -107,12 +128,18 @@ where
             if server_write.write_all(&buf[..n]).await.is_err() {
                 return;
             }
+            let write = buf.starts_with(b"POST ") || buf.starts_with(b"DELETE ");
+            let last = |left: usize| (left > 0).then(|| left - 1);
+            if write && armed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, last) == Ok(1) {
+                // Passed on; its answer is not.
+                cut.send_replace(true);
+            }
         }
     };
     let answers = tokio::io::copy(&mut server_read, &mut client_write);
     tokio::select! {
         () = requests => {}
         _ = answers => {}
-        _ = cut.wait_for(|cut| *cut) => {}
+        _ = is_cut.wait_for(|cut| *cut) => {}
     }
 }

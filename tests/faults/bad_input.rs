@@ -21,7 +21,9 @@ use swarmkeeper::api::load::load_paths;
 
 use super::common::Etcd;
 use super::common::http::{http_get, last_write};
-use super::harness::{Fixture, TIMEOUT, converged, seeded, stack_record};
+use super::common::swarm::names_with_label;
+use super::harness::{Fixture, TIMEOUT, converged, eventually, seeded, stack_record};
+use swarmkeeper::controllers::status::Phase;
 
 const MUTANTS: usize = 400;
 /// How many of the mutants also go through the binary.
@@ -91,7 +93,10 @@ fn snippet(rng: &mut StdRng) -> String {
         0 => "[".repeat(depth) + &"]".repeat(depth),
         1 => "{a: ".repeat(depth) + "1" + &"}".repeat(depth),
         2 => alias_bomb(rng.random_range(3..12)),
-        3 => format!("\"{}\"", "x".repeat(*[10, 100_000, 1_100_000].choose(rng).expect("sizes"))),
+        3 => format!(
+            "\"{}\"",
+            "x".repeat(*[10, 100_000, 1_100_000].choose(rng).expect("sizes"))
+        ),
         _ => (*fixed.choose(rng).expect("snippets")).to_owned(),
     }
 }
@@ -257,6 +262,18 @@ fn apply(fx: &Fixture, file: &Path) -> i32 {
     }
 }
 
+/// The garbage under `desired/Stack/` whose key names a valid record name.
+const BROKEN: [&str; 8] = [
+    "notjson",
+    "array",
+    "number",
+    "empty",
+    "shape",
+    "otherkind",
+    "huge",
+    "deep",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_written_straight_into_etcd_leaves_the_operator_running_and_the_rest_converging() {
     let fx = Fixture::new(
@@ -270,7 +287,10 @@ async fn garbage_written_straight_into_etcd_leaves_the_operator_running_and_the_
     converged(&fx, &before, 2, 1, TIMEOUT).await;
 
     let prefix = fx.store.prefix().to_owned();
-    let huge = format!("{{\"kind\": \"Stack\", \"x\": \"{}\"}}", "x".repeat(1 << 20));
+    let huge = format!(
+        "{{\"kind\": \"Stack\", \"x\": \"{}\"}}",
+        "x".repeat(1 << 20)
+    );
     let deep = "[".repeat(100_000) + &"]".repeat(100_000);
     let garbage: Vec<(String, Vec<u8>)> = vec![
         ("desired/Stack/notjson".into(), b"\xff\xfe{{ not json".to_vec()),
@@ -306,6 +326,26 @@ async fn garbage_written_straight_into_etcd_leaves_the_operator_running_and_the_
     fx.put(stack_record(&before, 2, 2, &token)).await;
     converged(&fx, &after, 2, 1, TIMEOUT).await;
     converged(&fx, &before, 2, 2, TIMEOUT).await;
+    // A broken record marks its own status failed, and owns nothing.
+    for name in BROKEN {
+        let status = eventually("a broken record is marked Failed", TIMEOUT, async || {
+            fx.status(name).await.filter(|s| s.phase == Phase::Failed)
+        })
+        .await;
+        assert!(!status.message.is_empty(), "{name}: {status:?}");
+        let scope = format!("swarmkeeper.scope={prefix}");
+        for object in ["service", "network", "secret", "config"] {
+            let owner = format!("swarmkeeper.owner=Stack.{name}");
+            let owned: Vec<String> = names_with_label(object, &scope)
+                .into_iter()
+                .filter(|n| names_with_label(object, &owner).contains(n))
+                .collect();
+            assert!(
+                owned.is_empty(),
+                "the broken {name} owns {object}s {owned:?}"
+            );
+        }
+    }
     operator.assert_running();
     let (code, _) = http_get(&operator.addr, "/healthz").expect("/healthz answers");
     assert_eq!(code, 200);

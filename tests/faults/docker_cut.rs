@@ -34,7 +34,10 @@ async fn a_docker_connection_cut_mid_converge_is_reconnected_and_converged_witho
     link.cut_after_write(nth);
     fx.put(stack_record(&stack, SERVICES, 1, &token)).await;
     let mut operator = fx.operator(&fx.endpoint, Some(&link.socket()));
-    eventually("the link is cut", TIMEOUT, async || link.is_cut().then_some(())).await;
+    eventually("the link is cut", TIMEOUT, async || {
+        link.is_cut().then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     link.restore();
     converged(&fx, &stack, SERVICES, 1, Duration::from_secs(60)).await;
@@ -44,7 +47,10 @@ async fn a_docker_connection_cut_mid_converge_is_reconnected_and_converged_witho
     eprintln!("cutting after write {nth} of the stack's update");
     link.cut_after_write(nth);
     fx.put(stack_record(&stack, SERVICES, 2, &token)).await;
-    eventually("the link is cut", TIMEOUT, async || link.is_cut().then_some(())).await;
+    eventually("the link is cut", TIMEOUT, async || {
+        link.is_cut().then_some(())
+    })
+    .await;
     fx.put(stack_record(&stack, SERVICES, 3, &token)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     link.restore();

@@ -453,5 +453,9 @@ pub async fn converged(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert_eq!(fx.drift_code(stack), 0, "drift of Stack/{stack} once converged");
+    assert_eq!(
+        fx.drift_code(stack),
+        0,
+        "drift of Stack/{stack} once converged"
+    );
 }

@@ -28,7 +28,7 @@ async fn killed_ten_times_while_converging_then_one_clean_pass_leaves_exactly_th
             .await;
         let operator = fx.operator(&fx.endpoint, None);
         // From before it leads to well after a pass over 50 services would end.
-        let moment = Duration::from_millis(rng.random_range(100..3000));
+        let moment = Duration::from_millis(rng.random_range(100..2000));
         let started = Instant::now();
         tokio::time::sleep(moment).await;
         operator.signal("KILL");

@@ -50,8 +50,14 @@ async fn out_of_band_updates_five_a_second_are_reverted_with_no_stale_write_and_
         }
         tokio::time::sleep_until(next.into()).await;
     }
-    eprintln!("{landed} out-of-band updates landed in {:?}", storm.elapsed());
-    assert!(landed > 50, "the storm did not happen: {landed} updates landed");
+    eprintln!(
+        "{landed} out-of-band updates landed in {:?}",
+        storm.elapsed()
+    );
+    assert!(
+        landed > 50,
+        "the storm did not happen: {landed} updates landed"
+    );
 
     converged(&fx, &stack, SERVICES, 1, Duration::from_secs(10)).await;
     let env = super::common::swarm::docker_ok(&[
@@ -71,12 +77,20 @@ async fn out_of_band_updates_five_a_second_are_reverted_with_no_stale_write_and_
     // Converged is quiet: no reconcile fails, no update is sent.
     let errors = r#"swarmkeeper_reconcile_total{kind="Stack",result="error"}"#;
     let updates = r#"swarmkeeper_docker_requests_total{op="service_update",result="ok"}"#;
-    let before = (metric(&operator.addr, errors), metric(&operator.addr, updates));
+    let before = (
+        metric(&operator.addr, errors),
+        metric(&operator.addr, updates),
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = (metric(&operator.addr, errors), metric(&operator.addr, updates));
+    let after = (
+        metric(&operator.addr, errors),
+        metric(&operator.addr, updates),
+    );
     assert_eq!(before, after, "errors or updates go on after converging");
     assert!(
-        before.1.is_some_and(|n| n <= f64::from(landed as u32) + 5.0),
+        before
+            .1
+            .is_some_and(|n| n <= f64::from(landed as u32) + 5.0),
         "{:?} updates for {landed} out-of-band changes",
         before.1
     );

@@ -40,7 +40,13 @@ impl Link {
                 let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(pipe(client, server, cut.clone(), sent.clone(), armed.clone()));
+                tokio::spawn(pipe(
+                    client,
+                    server,
+                    cut.clone(),
+                    sent.clone(),
+                    armed.clone(),
+                ));
             }
         });
         link
@@ -60,7 +66,13 @@ impl Link {
                 else {
                     continue;
                 };
-                tokio::spawn(pipe(client, daemon, cut.clone(), sent.clone(), armed.clone()));
+                tokio::spawn(pipe(
+                    client,
+                    daemon,
+                    cut.clone(),
+                    sent.clone(),
+                    armed.clone(),
+                ));
             }
         });
         link

@@ -11,11 +11,39 @@ use crate::api::{API_VERSION, Kind};
 /// Field names the record kinds and compose files read, so that arbitrary
 /// values land where the deserializers look, and a few they do not know.
 const FIELDS: &[&str] = &[
-    "compose", "composeFile", "services", "image", "command", "environment", "deploy",
-    "replicas", "mode", "networks", "secrets", "configs", "external", "file", "content",
-    "x-swarmkeeper-secret", "generate", "length", "charset", "value", "engine", "server",
-    "host", "port", "user", "passwordSecret", "schedule", "labels", "availability",
-    "ports", "volumes", "<<", "unknown",
+    "compose",
+    "composeFile",
+    "services",
+    "image",
+    "command",
+    "environment",
+    "deploy",
+    "replicas",
+    "mode",
+    "networks",
+    "secrets",
+    "configs",
+    "external",
+    "file",
+    "content",
+    "x-swarmkeeper-secret",
+    "generate",
+    "length",
+    "charset",
+    "value",
+    "engine",
+    "server",
+    "host",
+    "port",
+    "user",
+    "passwordSecret",
+    "schedule",
+    "labels",
+    "availability",
+    "ports",
+    "volumes",
+    "<<",
+    "unknown",
 ];
 
 fn json() -> impl Strategy<Value = Value> {
@@ -46,16 +74,19 @@ fn json() -> impl Strategy<Value = Value> {
 }
 
 fn record() -> impl Strategy<Value = Value> {
-    (proptest::sample::select(Kind::ALL.to_vec()), "[a-z0-9_.-]{0,8}", json()).prop_map(
-        |(kind, name, spec)| {
+    (
+        proptest::sample::select(Kind::ALL.to_vec()),
+        "[a-z0-9_.-]{0,8}",
+        json(),
+    )
+        .prop_map(|(kind, name, spec)| {
             serde_json::json!({
                 "apiVersion": API_VERSION,
                 "kind": kind.as_str(),
                 "metadata": {"name": name},
                 "spec": spec,
             })
-        },
-    )
+        })
 }
 
 /// Loads `content` as a file named `name`; a panic fails the property.

@@ -4,7 +4,7 @@
 //! panic; a sample goes through `apply`, which exits 0 or 64 and writes
 //! nothing on 64. And garbage written straight into etcd (not JSON, wrong
 //! shapes, huge values, odd keys) while `run` runs: it keeps running and
-//! every other record converges.
+//! every other record converges, and so does an operator started among it.
 //!
 //! The mutants go through the library's loader in-process (a process per
 //! record would take minutes); the sample checks that the binary agrees.
@@ -349,5 +349,13 @@ async fn garbage_written_straight_into_etcd_leaves_the_operator_running_and_the_
     operator.assert_running();
     let (code, _) = http_get(&operator.addr, "/healthz").expect("/healthz answers");
     assert_eq!(code, 200);
+
+    // An operator that starts among the garbage lists it all first.
+    drop(operator);
+    fx.revoke_leader_leases().await;
+    let mut operator = fx.operator(&fx.endpoint, None);
+    fx.put(stack_record(&before, 2, 3, &token)).await;
+    converged(&fx, &before, 2, 3, TIMEOUT).await;
+    operator.assert_running();
     fx.assert_no_canary().await;
 }

@@ -1,6 +1,6 @@
 //! Bad input at scale. A seeded generator mutates the example records (byte
-//! flips, truncations, swapped types, huge numbers, deep nesting, YAML
-//! aliases): every mutant loads or is rejected within seconds, never a
+//! flips, truncations, swapped types, extreme values of the right type,
+//! huge numbers, deep nesting, YAML aliases): every mutant loads or is rejected within seconds, never a
 //! panic; a sample goes through `apply`, which exits 0 or 64 and writes
 //! nothing on 64. And garbage written straight into etcd (not JSON, wrong
 //! shapes, huge values, odd keys) while `run` runs: it keeps running and
@@ -17,7 +17,11 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde_json::Value;
+use swarmkeeper::api::Spec;
+use swarmkeeper::api::compose::ComposeFile;
 use swarmkeeper::api::load::load_paths;
+use swarmkeeper::plan::convert::convert_stack;
+use swarmkeeper::plan::stack::{Desired, Ids, Live, plan};
 
 use super::common::Etcd;
 use super::common::http::{http_get, last_write};
@@ -101,6 +105,50 @@ fn snippet(rng: &mut StdRng) -> String {
     }
 }
 
+/// A value of the same type as `node` at the edge of what it may hold: the
+/// kind a typed parse takes and a conversion further on may choke on.
+fn extreme(rng: &mut StdRng, node: &Value) -> String {
+    let numbers = [
+        "0",
+        "-1",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "9007199254740993",
+        "4294967296",
+        "65536",
+        "1e308",
+        "0.0000001",
+    ];
+    let strings = [
+        "\"\"",
+        "\"99999999999999999999T\"",
+        "\"18446744073709551615b\"",
+        "\"1e308\"",
+        "\"-1\"",
+        "\"9223372036854775807ns\"",
+        "\"99999999999h\"",
+        "\"-5s\"",
+        "\"${UNSET:?boom}\"",
+        "\"$$\"",
+        "\"a=b=c\"",
+        "\"\\u0000\"",
+        "\"../../etc/passwd\"",
+        "\"65536:65536\"",
+        "\"-1:-1/udp\"",
+        "\"1.2.3.4:99999:99999/sctp\"",
+        "\"/host:/x:ro:extra\"",
+        "\"é😀\"",
+        "\"*\"",
+    ];
+    let pool: &[&str] = match node {
+        Value::Number(_) => &numbers,
+        Value::String(_) => &strings,
+        Value::Bool(b) => &[if *b { "false" } else { "true" }],
+        _ => &["[]", "{}", "null"],
+    };
+    (*pool.choose(rng).expect("a pool")).to_owned()
+}
+
 /// Nested anchors, each aliased nine times by the next: 9^levels nodes if replayed.
 fn alias_bomb(levels: usize) -> String {
     let mut text = "&l0 [x, x, x, x, x, x, x, x, x]".to_owned();
@@ -113,7 +161,7 @@ fn alias_bomb(levels: usize) -> String {
 
 /// One mutant: its text, and whether to name it `.json` (else `.yaml`).
 fn mutant(rng: &mut StdRng, texts: &[String], records: &[Value]) -> (Vec<u8>, bool) {
-    match rng.random_range(0..4) {
+    match rng.random_range(0..5) {
         // Byte flips in a whole example file.
         0 => {
             let mut bytes = texts.choose(rng).expect("texts").clone().into_bytes();
@@ -134,26 +182,45 @@ fn mutant(rng: &mut StdRng, texts: &[String], records: &[Value]) -> (Vec<u8>, bo
             let at = rng.random_range(0..text.len());
             (text.into_bytes()[..at].to_vec(), json)
         }
-        // A node of one record replaced (JSON is YAML, so YAML splices in).
+        // A node of one record replaced (JSON is YAML, so YAML splices in):
+        // by anything, or by an extreme value of its own type.
         _ => {
             let mut record = records.choose(rng).expect("records").clone();
             let mut paths = Vec::new();
             pointers(&record, "", &mut paths);
             let path = paths.choose(rng).expect("a record has fields");
-            *record.pointer_mut(path).expect("a path of the record") = Value::from(SPLICE);
+            let node = record.pointer_mut(path).expect("a path of the record");
+            let replacement = if rng.random_bool(0.5) {
+                extreme(rng, node)
+            } else {
+                snippet(rng)
+            };
+            *node = Value::from(SPLICE);
             let text = record
                 .to_string()
-                .replace(&format!("\"{SPLICE}\""), &snippet(rng));
+                .replace(&format!("\"{SPLICE}\""), &replacement);
             (text.into_bytes(), false)
         }
     }
 }
 
-/// Whether the loader takes the file, within [`PER_RECORD`]; panics on a panic.
+/// Whether the loader takes the file, within [`PER_RECORD`]; panics on a
+/// panic. What it takes goes on as the Stack controller would take it: the
+/// compose file converted to swarm objects, and planned from nothing.
 fn loads(file: &Path) -> bool {
     let started = Instant::now();
-    let result = std::panic::catch_unwind(|| load_paths(&[file.to_owned()], &|_| None))
-        .unwrap_or_else(|_| panic!("the loader panicked on {}", file.display()));
+    let result = std::panic::catch_unwind(|| {
+        let loaded = load_paths(&[file.to_owned()], &|_| None);
+        for record in loaded.iter().flatten() {
+            if let Spec::Stack(spec) = &record.record.spec
+                && let Some(compose) = &spec.compose
+            {
+                plan_from_nothing(&record.record.metadata.name, compose);
+            }
+        }
+        loaded
+    })
+    .unwrap_or_else(|_| panic!("the loader or the planner panicked on {}", file.display()));
     assert!(
         started.elapsed() < PER_RECORD,
         "loading {} took {:?}",
@@ -161,6 +228,25 @@ fn loads(file: &Path) -> bool {
         started.elapsed()
     );
     result.is_ok()
+}
+
+/// The plan of a stack that exists nowhere yet, and its drift report.
+fn plan_from_nothing(name: &str, compose: &ComposeFile) {
+    let Ok(objects) = convert_stack(name, compose) else {
+        return;
+    };
+    let desired = Desired {
+        objects,
+        ..Desired::default()
+    };
+    let ids = Ids::default();
+    for service in &desired.objects.services {
+        let _ = desired.service_spec(service, &ids);
+    }
+    for network in &desired.objects.networks {
+        let _ = desired.network_request(network);
+    }
+    let _ = plan(&desired, &Live::default(), &ids, Vec::new(), |_| false).drift();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! Out-of-band updates of a managed service, 5 a second for 20 s, racing the
-//! operator that reverts them: it never writes a spec that carries an
-//! out-of-band change (a stale read written back), it does not loop on
-//! errors, and it converges within 10 s after they stop.
+//! operator that reverts them and four new generations of the record: the
+//! operator never writes a spec that carries an out-of-band change (a stale
+//! read written back), it does not loop on errors, and it converges to the
+//! last generation within 10 s after the updates stop.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,11 @@ async fn out_of_band_updates_five_a_second_are_reverted_with_no_stale_write_and_
     let storm = Instant::now();
     for i in 0..100u32 {
         let next = storm + Duration::from_millis(200) * (i + 1);
+        // The record changes too, racing the storm: generations 2 to 5.
+        if i % 25 == 12 {
+            fx.put(stack_record(&stack, SERVICES, 2 + i / 25, &token))
+                .await;
+        }
         if let Some(current) = docker.inspect_service(&service).await.expect("inspect") {
             let written = docker
                 .update_service(&current, None, |live| {
@@ -59,7 +65,7 @@ async fn out_of_band_updates_five_a_second_are_reverted_with_no_stale_write_and_
         "the storm did not happen: {landed} updates landed"
     );
 
-    converged(&fx, &stack, SERVICES, 1, Duration::from_secs(10)).await;
+    converged(&fx, &stack, SERVICES, 5, Duration::from_secs(10)).await;
     let env = super::common::swarm::docker_ok(&[
         "service",
         "inspect",

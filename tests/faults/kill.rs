@@ -1,14 +1,17 @@
 //! kill -9 of the operator at random moments while it converges a 50-service
 //! stack, 10 times, each time with a new generation to converge (every
 //! service changes, the config rotates); then one clean `run --once` must
-//! leave exactly the desired state: no duplicate, no orphan, no drift.
+//! leave exactly the desired state: no duplicate, no orphan, no drift. Then
+//! once more while it removes the stack of the deleted record: no orphan.
 
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
 use super::common::Etcd;
-use super::harness::{Fixture, LiveStack, converged, seeded, stack_record};
+use super::common::http::last_write;
+use super::common::swarm::names_with_label;
+use super::harness::{Fixture, LiveStack, TIMEOUT, converged, eventually, seeded, stack_record};
 
 const SERVICES: usize = 50;
 const KILLS: u32 = 10;
@@ -58,5 +61,48 @@ async fn killed_ten_times_while_converging_then_one_clean_pass_leaves_exactly_th
         String::from_utf8_lossy(&once.stderr)
     );
     converged(&fx, &stack, SERVICES, KILLS, Duration::from_secs(5)).await;
+    // And a second pass over it writes nothing (but its own election).
+    let before = last_write(&fx.store, Some("leader")).await;
+    assert!(fx.run_cli(&["run", "--once"]).status.success());
+    assert_eq!(
+        last_write(&fx.store, Some("leader")).await,
+        before,
+        "a pass over the converged stack wrote to etcd"
+    );
+
+    // Killed while removing the stack of a deleted record: one clean pass
+    // leaves no orphan.
+    fx.store
+        .delete_records(vec![("Stack".into(), stack.clone(), None)])
+        .await
+        .expect("delete the record");
+    let operator = fx.operator(&fx.endpoint, None);
+    let owner = format!("swarmkeeper.owner=Stack.{stack}");
+    eventually("the removal starts", TIMEOUT, async || {
+        (names_with_label("service", &owner).len() < SERVICES).then_some(())
+    })
+    .await;
+    operator.signal("KILL");
+    drop(operator);
+    eprintln!(
+        "killed while removing, {} services left",
+        LiveStack::read(&stack).services.len()
+    );
+    fx.revoke_leader_leases().await;
+    let once = fx.run_cli(&["run", "--once"]);
+    assert!(
+        once.status.success(),
+        "run --once: {}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let live = LiveStack::read(&stack);
+    assert!(
+        live.services.is_empty()
+            && live.networks.is_empty()
+            && live.secrets.is_empty()
+            && live.configs.is_empty()
+            && live.strangers.is_empty(),
+        "orphans of the deleted record: {live:#?}"
+    );
     fx.assert_no_canary().await;
 }

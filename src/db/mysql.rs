@@ -10,7 +10,9 @@
 //! EXISTS`, `information_schema.SCHEMA_PRIVILEGES`, `mysql.user`); nothing uses the
 //! `PASSWORD()` function MySQL 8 removed. A MySQL without `mysql_native_password`
 //! (8.4 by default, 9.0) refuses the hash: that is
-//! [`DbError::NativePasswordUnavailable`], which says so, not a bare server error.
+//! [`DbError::NativePasswordUnavailable`], which says so, not a bare server error. An
+//! admin account on MySQL 8's default `caching_sha2_password` is mysql_async's to log in
+//! (its full authentication asks for the server's RSA key when there is no TLS).
 //!
 //! # Caveats
 //! - In a database-level `GRANT`, `_` and `%` in the database name are wildcards; they

@@ -219,6 +219,15 @@ async fn observed(server: &Server, user: &str, database: &str, password: &Secret
         .expect("observe")
 }
 
+/// Creates `user` with `password`, which must succeed.
+async fn create_user(server: &Server, user: &str, password: &SecretValue) {
+    let create = Action::CreateUser {
+        user: user.to_owned(),
+        password: password.clone(),
+    };
+    db::apply(server, &[create]).await.expect("create the user");
+}
+
 /// The user with `password`, its database, and `granted` on it.
 fn created(user: &str, database: &str, password: &SecretValue, granted: &[&str]) -> [Action; 3] {
     [

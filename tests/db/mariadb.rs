@@ -92,15 +92,7 @@ async fn mariadb_user_dropped_by_hand_is_seen_missing() {
     let user = fx.user("app");
     let server = fx.server(SslMode::Disable);
     let password = secret("Pa55word-gone");
-    db::apply(
-        &server,
-        &[Action::CreateUser {
-            user: user.clone(),
-            password: password.clone(),
-        }],
-    )
-    .await
-    .unwrap();
+    create_user(&server, &user, &password).await;
     assert!(
         db::observe(&server, &user, None, &password)
             .await

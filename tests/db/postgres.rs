@@ -105,15 +105,7 @@ async fn pg_user_dropped_by_hand_is_seen_missing_and_recreated() {
     let user = fx.user("app");
     let server = fx.server(SslMode::Disable);
     let password = secret("Pa55word-gone");
-    db::apply(
-        &server,
-        &[Action::CreateUser {
-            user: user.clone(),
-            password: password.clone(),
-        }],
-    )
-    .await
-    .unwrap();
+    create_user(&server, &user, &password).await;
     let seen = db::observe(&server, &user, None, &password).await.unwrap();
     assert!(
         seen.user_exists && seen.password_works && !seen.database_exists,
@@ -127,15 +119,7 @@ async fn pg_user_dropped_by_hand_is_seen_missing_and_recreated() {
     let seen = db::observe(&server, &user, None, &password).await.unwrap();
     assert!(!seen.user_exists && !seen.password_works, "{seen:?}");
 
-    db::apply(
-        &server,
-        &[Action::CreateUser {
-            user: user.clone(),
-            password: password.clone(),
-        }],
-    )
-    .await
-    .unwrap();
+    create_user(&server, &user, &password).await;
     assert!(
         db::observe(&server, &user, None, &password)
             .await

@@ -9,15 +9,7 @@ async fn pg_require_encrypts_and_verify_full_checks_the_certificate() {
     let user = fx.user("tls");
     let password = secret("tls-Pa55word");
     let server = fx.server(SslMode::Require);
-    db::apply(
-        &server,
-        &[Action::CreateUser {
-            user: user.clone(),
-            password: password.clone(),
-        }],
-    )
-    .await
-    .unwrap();
+    create_user(&server, &user, &password).await;
     assert!(
         db::observe(&server, &user, None, &password)
             .await

@@ -272,10 +272,10 @@ enum KeyCommand {
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum Format {
     Table,
-    /// The table with each record's source and commit.
-    Wide,
     Yaml,
     Json,
+    /// The table with each record's source and commit, and a kind's detail.
+    Wide,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -375,9 +375,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     };
     let output = |f: Format| match f {
         Format::Table => Output::Table,
-        Format::Wide => Output::Wide,
         Format::Yaml => Output::Yaml,
         Format::Json => Output::Json,
+        Format::Wide => Output::Wide,
     };
     match cli.command {
         Command::Apply {

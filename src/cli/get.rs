@@ -26,6 +26,14 @@ fn age(t: jiff::Timestamp) -> String {
     }
 }
 
+/// What `get -o wide` adds about a record's status, by kind.
+fn detail(status: &Status) -> String {
+    match &status.database_user {
+        Some(user) => format!("password {}", user.summary()),
+        None => String::new(),
+    }
+}
+
 /// A record as `get -o yaml|json` prints it: its status beside its spec, as
 /// kubectl shows it (`apply` reads such a record without the status).
 async fn with_status(store: &Store, record: &StoredRecord) -> Result<Value, Failure> {
@@ -89,12 +97,13 @@ pub async fn get(
         }
         Output::Table | Output::Wide => {
             let wide = output == Output::Wide;
-            let mut headers = vec!["KIND", "NAME", "PHASE", "GENERATION", "OBSERVED", "AGE"];
+            let mut header = vec!["KIND", "NAME", "PHASE", "GENERATION", "OBSERVED", "AGE"];
             if wide {
-                headers.extend(["SOURCE", "COMMIT"]);
+                header.extend(["SOURCE", "COMMIT"]);
             }
-            headers.push("MESSAGE");
-            let mut t = Table::new(headers);
+            header.push("MESSAGE");
+            header.extend(wide.then_some("DETAIL"));
+            let mut t = Table::new(header);
             for r in &records {
                 let status = status_of(
                     store
@@ -129,6 +138,9 @@ pub async fn get(
                     );
                 }
                 row.push(message);
+                if wide {
+                    row.push(status.as_ref().map(detail).unwrap_or_default());
+                }
                 t.row(row);
             }
             if t.is_empty() {
@@ -186,6 +198,9 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
                 for o in &s.owned {
                     println!("  {} {} ({})", o.object, o.name, o.id);
                 }
+            }
+            if let Some(user) = &s.database_user {
+                println!("Password:    {}", user.summary());
             }
             if !s.drift.is_empty() {
                 println!("Last drift:");

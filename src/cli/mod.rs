@@ -35,10 +35,11 @@ pub struct GlobalOpts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Table,
-    /// The table with each record's GitOps source and commit.
-    Wide,
     Yaml,
     Json,
+    /// The table with each record's GitOps source and commit, and a column of
+    /// kind-specific detail.
+    Wide,
 }
 
 /// Why a command failed, and so its exit code.

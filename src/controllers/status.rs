@@ -70,6 +70,9 @@ pub struct Status {
     /// The GitOps source and commit the record's current content came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<crate::gitops::owner::Origin>,
+    /// A DatabaseUser's password rotation, and the spec its cleanup acts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_user: Option<super::database_user::DatabaseUserStatus>,
 }
 
 impl Status {
@@ -85,6 +88,7 @@ impl Status {
             updated_at: jiff::Timestamp::now(),
             since: jiff::Timestamp::now(),
             source: None,
+            database_user: None,
         }
     }
 
@@ -143,6 +147,7 @@ mod tests {
             updated_at: jiff::Timestamp::UNIX_EPOCH,
             since: jiff::Timestamp::UNIX_EPOCH,
             source: None,
+            database_user: None,
         };
         let value = serde_json::to_value(&status).unwrap();
         assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use swarmkeeper::store::Store;
 
-use super::harness::{Guard, Repo, eventually, post, stack_yaml, swarmkeeper};
+use super::harness::{Guard, Repo, eventually, post, serve, stack_yaml, status_line, swarmkeeper};
 use crate::common::Etcd;
 use crate::common::http::{free_port, http_get};
 use crate::common::swarm::require_swarm_manager;
@@ -55,6 +55,7 @@ async fn a_signed_push_makes_the_sync_fetch_at_once_and_an_unsigned_one_changes_
     let web = "desired/web.yaml";
     let first = repo.commit(&[(web, &stack_yaml(&stack, "1"))], "web 1");
 
+    let (receiver, received) = serve(|_| Some(status_line(200, "OK", "")));
     let addr = format!("127.0.0.1:{}", free_port());
     let sync = format!(
         "source=hooked,repo={},path=desired,interval=1h,webhook-secret-file={},cache-dir={}",
@@ -72,6 +73,8 @@ async fn a_signed_push_makes_the_sync_fetch_at_once_and_an_unsigned_one_changes_
             "--sync",
             &sync,
         ])
+        .args(["--notify-webhook", &format!("http://{receiver}/notify")])
+        .args(["--notify-min-interval", "1s"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
@@ -163,7 +166,59 @@ async fn a_signed_push_makes_the_sync_fetch_at_once_and_an_unsigned_one_changes_
         "{sources}"
     );
 
-    // The secret is nowhere: logs, events, status.
+    // A bad commit is a failing sync, the next good one its recovery: one message each.
+    let pushed = |commit: &str| {
+        let body = format!(r#"{{"after":"{commit}"}}"#);
+        let signed = format!("sha256={}", signature(&body));
+        assert_eq!(
+            post(&addr, hook, &[("X-Hub-Signature-256", &signed)], &body),
+            202
+        );
+    };
+    let events = || {
+        let received = received.clone();
+        move || {
+            let events: Vec<String> = received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+                .filter(|m| m["subject"] == "Source/hooked")
+                .map(|m| m["event"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            async move { events == ["sync-failing", "sync-recovered"] }
+        }
+    };
+    let bad = "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: n\nspec:\n  colour: red\n";
+    pushed(&repo.commit(&[("desired/bad.yaml", bad)], "a typo"));
+    eventually(Duration::from_secs(5), "the commit is refused", || {
+        let store = store.clone();
+        async move {
+            let source = store
+                .get_source("hooked")
+                .await
+                .expect("etcd")
+                .expect("source");
+            source.error.is_some()
+        }
+    })
+    .await;
+    pushed(&repo.commit(&[("desired/bad.yaml", "")], "no typo"));
+    eventually(
+        Duration::from_secs(10),
+        "sync-failing, then sync-recovered",
+        events(),
+    )
+    .await;
+
+    // The secret is nowhere: logs, events, status, notifications.
+    let sources = sources
+        + &received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.body.clone())
+            .collect::<String>();
     let mut shown = vec![std::fs::read_to_string(&log).expect("the log"), sources];
     for (_, _, e) in store.list_events(None).await.expect("etcd") {
         shown.push(serde_json::to_string(&e).expect("json"));

@@ -155,7 +155,9 @@ enum Command {
         /// Follow a Git repository, on the leader (repeatable, one per source):
         /// `source=NAME,repo=URL,path=DIR[,branch=main][,interval=30s][,token-file=F]
         /// [,username=U][,ssh-key-file=F][,known-hosts-file=F][,webhook-secret-file=F][,cache-dir=D]`.
-        #[arg(long, value_parser = swarmkeeper::gitops::SyncSpec::parse)]
+        /// In the environment, several are separated by `;`.
+        #[arg(long, env = "SWARMKEEPER_SYNC", value_delimiter = ';',
+              value_parser = swarmkeeper::gitops::SyncSpec::parse)]
         sync: Vec<swarmkeeper::gitops::SyncSpec>,
         #[command(flatten)]
         notify: NotifyArgs,

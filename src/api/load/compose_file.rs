@@ -10,7 +10,7 @@ use super::files::{read_swarm_object, read_text, utf8};
 use super::yaml::parse_documents;
 use super::{SECRET_REFERENCE_KEY, SecretMaterial, stack_secret_prefix};
 use crate::api::FieldError;
-use crate::api::interpolate::{Env, interpolate_value};
+use crate::api::interpolate::{Env, interpolate_compose};
 use crate::api::secret_value::SecretValue;
 
 /// Turns a Stack's spec as written into the form stored: compose inline, interpolated,
@@ -47,7 +47,7 @@ impl StackLoader<'_, '_> {
             return;
         };
         let mut unset = Vec::new();
-        interpolate_value(compose, "spec.compose", self.env, self.errors, &mut unset);
+        interpolate_compose(compose, "spec.compose", self.env, self.errors, &mut unset);
         self.warnings.extend(unset.into_iter().map(|name| {
             format!("spec.compose: variable {name} is not set, defaulting to a blank string")
         }));

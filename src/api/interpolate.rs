@@ -123,14 +123,20 @@ const CASTS: &[(&str, Cast)] = &[
     ("services.*.healthcheck.disable", Cast::Bool),
     ("services.*.deploy.replicas", Cast::Int),
     ("services.*.deploy.update_config.parallelism", Cast::Int),
-    ("services.*.deploy.update_config.max_failure_ratio", Cast::Float),
+    (
+        "services.*.deploy.update_config.max_failure_ratio",
+        Cast::Float,
+    ),
     ("services.*.deploy.rollback_config.parallelism", Cast::Int),
     (
         "services.*.deploy.rollback_config.max_failure_ratio",
         Cast::Float,
     ),
     ("services.*.deploy.restart_policy.max_attempts", Cast::Int),
-    ("services.*.deploy.placement.max_replicas_per_node", Cast::Int),
+    (
+        "services.*.deploy.placement.max_replicas_per_node",
+        Cast::Int,
+    ),
     ("services.*.ports.[].target", Cast::Int),
     ("services.*.ports.[].published", Cast::Int),
     ("services.*.ulimits.*", Cast::Int),

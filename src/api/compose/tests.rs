@@ -442,7 +442,11 @@ fn validation_names_the_field() {
         ),
         (
             "services:\n  web:\n    image: x\n    env_file: .env\n",
-            "spec.compose.services.web.env_file:",
+            "spec.compose.services.web.env_file: env_file is read by `swarmkeeper apply`",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    credential_spec: {config: nope}\n",
+            "spec.compose.services.web.credential_spec.config: service \"web\" refers to undefined config \"nope\"",
         ),
         (
             "services:\n  web:\n    image: x\n    volumes: [{type: tmpfs, source: x, target: /t}]\n",

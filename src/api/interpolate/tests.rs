@@ -197,7 +197,10 @@ fn only_changed_strings_at_typed_paths_are_cast() {
     }));
     assert_eq!(errors, []);
     let web = &value["services"]["web"];
-    assert_eq!(web["deploy"]["replicas"], "2", "not interpolated: left as written");
+    assert_eq!(
+        web["deploy"]["replicas"], "2",
+        "not interpolated: left as written"
+    );
     assert_eq!(web["deploy"]["labels"]["n"], "3");
     assert_eq!(web["environment"]["N"], "3");
     assert_eq!(web["init"], "yes", "init is not in the CLI's table");

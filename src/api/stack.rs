@@ -12,7 +12,7 @@ use super::rules::Errors;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compose: Option<ComposeFile>,
+    pub compose: Option<Box<ComposeFile>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose_file: Option<String>,
     /// `.env` files (relative to the record's file) whose variables interpolate the compose

@@ -204,26 +204,62 @@ impl ComposeFile {
         validate::validate(self, base_path)
     }
 
-    /// Paths of the keys swarm ignores (`services.web.build`), for the warnings the docker CLI
-    /// prints as "Ignoring unsupported options".
-    pub fn ignored_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
+    /// The keys swarm ignores, one entry per key (the docker CLI too warns once per key,
+    /// "Ignoring unsupported options: build"), with the paths that use it
+    /// (`services.web.build`) and why it is ignored.
+    pub fn ignored_keys(&self) -> Vec<IgnoredKey> {
+        let mut keys: IndexMap<&'static str, IgnoredKey> = IndexMap::new();
+        let mut add = |key: &'static str, reason: &'static str, path: String| {
+            keys.entry(key)
+                .or_insert_with(|| IgnoredKey {
+                    key,
+                    reason,
+                    paths: Vec::new(),
+                })
+                .paths
+                .push(path);
+        };
         for (name, service) in &self.services {
-            for key in service.ignored_keys() {
-                keys.push(format!("services.{name}.{key}"));
+            for (key, reason) in service.ignored_keys() {
+                add(key, reason, format!("services.{name}.{key}"));
             }
             if let Some(networks) = &service.networks {
                 for (net, options) in networks.entries() {
-                    if options.ipv4_address.is_some() {
-                        keys.push(format!("services.{name}.networks.{net}.ipv4_address"));
-                    }
-                    if options.ipv6_address.is_some() {
-                        keys.push(format!("services.{name}.networks.{net}.ipv6_address"));
+                    for (key, set) in [
+                        ("ipv4_address", options.ipv4_address.is_some()),
+                        ("ipv6_address", options.ipv6_address.is_some()),
+                    ] {
+                        if set {
+                            let path = format!("services.{name}.networks.{net}.{key}");
+                            add(key, "swarm assigns addresses from the network's pool", path);
+                        }
                     }
                 }
             }
         }
+        let mut keys: Vec<IgnoredKey> = keys.into_values().collect();
+        keys.sort_by_key(|k| k.key);
         keys
+    }
+}
+
+/// A key swarm ignores, as [`ComposeFile::ignored_keys`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredKey {
+    pub key: &'static str,
+    pub reason: &'static str,
+    /// Where it is used, in file order.
+    pub paths: Vec<String>,
+}
+
+impl std::fmt::Display for IgnoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: ignored by docker stack deploy ({})",
+            self.paths.join(", "),
+            self.reason
+        )
     }
 }
 

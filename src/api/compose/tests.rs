@@ -491,8 +491,13 @@ fn the_default_network_needs_no_definition() {
 #[test]
 fn ignored_keys_are_listed_as_the_cli_warns() {
     let compose = parse(EVERYTHING);
+    let keys: Vec<String> = compose
+        .ignored_keys()
+        .iter()
+        .flat_map(|k| k.paths.clone())
+        .collect();
     assert_eq!(
-        compose.ignored_keys(),
+        keys,
         vec![
             "services.job.build",
             "services.job.container_name",
@@ -500,6 +505,28 @@ fn ignored_keys_are_listed_as_the_cli_warns() {
             "services.job.expose",
             "services.job.privileged",
             "services.job.restart",
+        ]
+    );
+}
+
+#[test]
+fn each_ignored_key_is_one_warning_naming_every_service_that_uses_it() {
+    let compose = parse(
+        "services:\n  a:\n    image: x\n    profiles: [debug]\n    depends_on: {b: {condition: service_healthy}}\n  b:\n    image: x\n    profiles: [debug]\n    pull_policy: always\n    platform: linux/amd64\n    networks: {n: {ipv4_address: 10.0.0.2}}\nnetworks:\n  n: {}\n",
+    );
+    let warnings: Vec<String> = compose
+        .ignored_keys()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "services.a.depends_on: ignored by docker stack deploy (swarm starts services in no order: a service must wait for what it needs)",
+            "services.b.networks.n.ipv4_address: ignored by docker stack deploy (swarm assigns addresses from the network's pool)",
+            "services.b.platform: ignored by docker stack deploy (swarm schedules by placement constraints: use node.platform.os/arch)",
+            "services.a.profiles, services.b.profiles: ignored by docker stack deploy (docker stack deploy has no profiles: every service is deployed)",
+            "services.b.pull_policy: ignored by docker stack deploy (each node pulls the image when it has not got it)",
         ]
     );
 }

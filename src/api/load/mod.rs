@@ -270,7 +270,7 @@ fn load_document(
                     compose
                         .ignored_keys()
                         .into_iter()
-                        .map(|key| format!("{key}: ignored by docker stack deploy")),
+                        .map(|key| key.to_string()),
                 );
             }
         }

@@ -7,9 +7,10 @@
 mod common;
 
 use common::parity::{
-    ExternalObjects, assert_parity, assert_parity_sides, assert_parity_with, fixture,
+    Cleanup, ExternalObjects, Swarmkeeper, alphanumeric_name, assert_parity, assert_parity_sides,
+    assert_parity_with, fixture,
 };
-use common::swarm::require_swarm_manager;
+use common::swarm::{docker_ok, require_swarm_manager};
 
 #[test]
 fn web_with_configs_secrets_healthcheck_update_resources_placement() {
@@ -104,5 +105,54 @@ fn docker_cli_interpolation_cast_test() {
             ("thebool", "true"),
             ("thezero", "0"),
         ],
+    );
+}
+
+/// `spec.ignoreDifferences`: replicas set by someone else (an autoscaler) are not drift,
+/// a pass writes nothing, and an update for another reason keeps them.
+#[test]
+fn ignored_differences_are_neither_reported_nor_reset() {
+    require_swarm_manager();
+    let stack = alphanumeric_name("skpi");
+    let _cleanup = Cleanup {
+        cli: format!("{stack}c"),
+        swarmkeeper: stack.clone(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let compose = dir.path().join("compose.yml");
+    let write = |value: &str| {
+        let text = format!(
+            "services:\n  web:\n    image: local/busybox:1\n    command: [sleep, '3600']\n    environment: {{A: '{value}'}}\n    deploy: {{replicas: 0}}\n"
+        );
+        std::fs::write(&compose, text).expect("write compose");
+    };
+    write("1");
+    let swarmkeeper = Swarmkeeper::apply_with(
+        &stack,
+        &compose,
+        &[],
+        "  ignoreDifferences: [services.web.deploy.replicas]\n",
+    );
+    swarmkeeper.converge();
+    let service = format!("{stack}_web");
+    docker_ok(&["service", "update", "--detach", "--replicas", "1", &service]);
+    let again = swarmkeeper.converge();
+    assert!(again.contains("with 0 writes to dockerd"), "{again}");
+    let drift = swarmkeeper.run(&["drift", "--exit-code", "-o", "json"], &[]);
+    assert!(!drift.contains("replicas"), "{drift}");
+
+    write("2");
+    swarmkeeper.run(&["apply", "-f", &swarmkeeper.record()], &[]);
+    swarmkeeper.converge();
+    let spec = docker_ok(&[
+        "service",
+        "inspect",
+        &service,
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}} {{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+    ]);
+    assert_eq!(
+        spec, r#"1 ["A=2"]"#,
+        "the update kept the replicas set by hand"
     );
 }

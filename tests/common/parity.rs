@@ -17,7 +17,9 @@ use std::process::Command;
 
 use serde_json::{Map, Value};
 
-use super::swarm::{DOCKER, docker, docker_ok, names_with_label, require_swarm_manager, stack_deploy};
+use super::swarm::{
+    DOCKER, docker, docker_ok, names_with_label, require_swarm_manager, stack_deploy,
+};
 use super::{Etcd, unique_name};
 
 pub const NAMESPACE: &str = "com.docker.stack.namespace";
@@ -148,6 +150,11 @@ impl Swarmkeeper {
     /// ours alone; returns its summary line.
     pub fn converge(&self) -> String {
         self.run(&["run", "--once"], &[])
+    }
+
+    /// The record file `apply` wrote, to apply again after its compose file changed.
+    pub fn record(&self) -> String {
+        self.dir.path().join("stack.yaml").display().to_string()
     }
 
     pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> String {
@@ -425,4 +432,3 @@ pub fn assert_parity_sides(
         swarmkeeper.run(&["drift"], &[])
     );
 }
-

@@ -335,6 +335,57 @@ secrets:
     }
 
     #[test]
+    fn env_files_env_file_and_home_are_resolved_at_apply() {
+        let dir = folder(&[
+            (
+                "web.yaml",
+                "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Stack\nmetadata: {name: web}\nspec:\n  composeFile: compose/web.yml\n  envFiles: [vars/base.env, vars/prod.env]\n  ignoreDifferences: [services.web.deploy.replicas]\n",
+            ),
+            (
+                "compose/web.yml",
+                "services:\n  web:\n    image: app:${TAG}\n    env_file: web.env\n    environment: {WHO: '${WHO}'}\n    volumes: ['~/data:/data', {type: bind, source: ~/conf, target: /conf}]\n    deploy: {replicas: '${REPLICAS}'}\n",
+            ),
+            ("compose/web.env", "FROM_FILE=1\nWHO=file\n"),
+            ("vars/base.env", "TAG=1.0\nWHO=dotenv\nREPLICAS=2\n"),
+            ("vars/prod.env", "TAG=1.1\n"),
+        ]);
+        let env = |name: &str| match name {
+            "WHO" => Some("shell".to_owned()),
+            "HOME" => Some("/home/ci".to_owned()),
+            _ => None,
+        };
+        let loaded = load_paths(&[dir.path().join("web.yaml")], &env).unwrap();
+        let spec = &loaded[0].record.to_value()["spec"];
+        assert!(spec.get("envFiles").is_none(), "read, not stored");
+        assert_eq!(spec["ignoreDifferences"][0], "services.web.deploy.replicas");
+        let web = &spec["compose"]["services"]["web"];
+        assert_eq!(web["image"], "app:1.1");
+        assert_eq!(web["deploy"]["replicas"], 2);
+        assert!(web.get("env_file").is_none());
+        assert_eq!(
+            web["environment"],
+            serde_json::json!({"FROM_FILE": "1", "WHO": "shell"})
+        );
+        assert_eq!(web["volumes"][0], "/home/ci/data:/data");
+        assert_eq!(web["volumes"][1]["source"], "/home/ci/conf");
+    }
+
+    #[test]
+    fn an_ignored_difference_must_name_a_service_field() {
+        let dir = folder(&[(
+            "web.yaml",
+            "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Stack\nmetadata: {name: web}\nspec:\n  compose: {services: {web: {image: x}}}\n  ignoreDifferences: [services.web.deploy.replicas, services.*.labels, services.api.image, deploy.replicas]\n",
+        )]);
+        let err = load_one(dir.path()).unwrap_err();
+        let paths: Vec<_> = err.problems.iter().filter_map(|p| p.path.clone()).collect();
+        assert_eq!(
+            paths,
+            ["spec.ignoreDifferences[2]", "spec.ignoreDifferences[3]"],
+            "{err}"
+        );
+    }
+
+    #[test]
     fn compose_problems_name_their_path() {
         let dir = folder(&[
             (

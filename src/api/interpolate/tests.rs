@@ -62,6 +62,8 @@ fn expansion_table() {
         ("${EMPTY:+set}", "", &[]),
         ("${EMPTY+set}", "set", &[]),
         ("${MISSING+set}", "", &[]),
+        // Unbraced, a `+` is text, as in the CLI.
+        ("$TAG+x", "1.2+x", &[]),
     ] {
         let unset: Vec<String> = unset.iter().map(|s| s.to_string()).collect();
         assert_eq!(run(input), Ok((expected.to_owned(), unset)), "{input}");

@@ -49,11 +49,19 @@ impl StackLoader<'_, '_> {
         let dotenv = match spec.remove("envFiles") {
             None => Default::default(),
             Some(Value::Array(files)) => {
-                let files: Vec<String> = files
-                    .iter()
-                    .filter_map(|file| file.as_str().map(str::to_owned))
-                    .collect();
-                match read_dotenv_files(&files, record_folder) {
+                let mut names = Vec::new();
+                for (i, file) in files.iter().enumerate() {
+                    match file.as_str() {
+                        Some(name) => names.push(name.to_owned()),
+                        None => {
+                            return self.errors.push(FieldError::new(
+                                format!("spec.envFiles[{i}]"),
+                                "expected a file name",
+                            ));
+                        }
+                    }
+                }
+                match read_dotenv_files(&names, record_folder) {
                     Ok(vars) => vars,
                     Err((i, message)) => {
                         return self

@@ -114,6 +114,7 @@ impl Shape {
             secrets,
             configs,
             owner_labels,
+            ignore_differences: Vec::new(),
         }
     }
 }

@@ -223,7 +223,7 @@ async fn would_do(
         // DatabaseUser, the one other kind with a plan.
         _ => {
             return Ok(WouldDo::NotComputed(
-                "needs the database: diff never connects to one (`drift` compares it once applied)"
+                "needs the database, which a preview never connects to (`drift` compares it once applied)"
                     .into(),
             ));
         }

@@ -189,6 +189,7 @@ enum Format {
     Table,
     Yaml,
     Json,
+    Wide,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -290,6 +291,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Format::Table => Output::Table,
         Format::Yaml => Output::Yaml,
         Format::Json => Output::Json,
+        Format::Wide => Output::Wide,
     };
     match cli.command {
         Command::Apply {

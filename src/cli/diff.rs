@@ -231,6 +231,19 @@ async fn would_do(
     Ok(match (drift.error, kind) {
         (Some(message), _) => WouldDo::NotComputed(message),
         (None, Kind::Node) => WouldDo::Actions(would::node(&drift.objects)),
-        (None, _) => WouldDo::Actions(would::network(&drift.objects)),
+        (None, _) => {
+            let mut actions = would::network(&drift.objects);
+            for a in &mut actions {
+                // As the Network controller does: a name it does not own is never taken over.
+                if a.verb == would::Verb::Create
+                    && ctx.docker.inspect_network_by_name(name).await?.is_some()
+                {
+                    a.verb = would::Verb::Keep(
+                        "a network of this name exists that swarmkeeper does not manage: the record fails",
+                    );
+                }
+            }
+            WouldDo::Actions(actions)
+        }
     })
 }

@@ -8,6 +8,7 @@ use swarmkeeper::controllers::RecordKey;
 
 use super::common::controllers::{controllers, pass};
 use super::common::swarm::{IMAGE, docker, docker_ok, names_with_label, require_swarm_manager};
+use super::common::unique_name;
 use super::{Cli, network, path_str};
 
 /// Where no dockerd answers.
@@ -101,15 +102,24 @@ async fn diff_shows_created_unchanged_and_changed_fields() {
         ],
         "{run:#?}"
     );
+    // Swarm's own ingress network is not swarmkeeper's: it is never taken over.
+    let foreign = cli.write("foreign.yaml", &network("ingress"));
+    let run = cli.run(&["diff", "-f", path_str(&foreign)]).expect(0);
+    assert!(
+        run.stdout.contains(
+            "  1. leave network ingress as it is (a network of this name exists that swarmkeeper does not manage"
+        ),
+        "{run:#?}"
+    );
 }
 
-/// Removes the services and networks of a stack when dropped, even on panic.
+/// Removes the services, secrets and networks of a stack when dropped, even on panic.
 struct StackGuard(String);
 
 impl Drop for StackGuard {
     fn drop(&mut self) {
         let label = format!("swarmkeeper.owner=Stack.{}", self.0);
-        for object in ["service", "network"] {
+        for object in ["service", "secret", "network"] {
             for name in names_with_label(object, &label) {
                 let _ = docker(&[object, "rm", &name]);
             }
@@ -206,4 +216,57 @@ async fn diff_shows_the_plan_against_the_live_stack_and_writes_nothing() {
         [api],
         "diff created a service"
     );
+}
+
+#[tokio::test]
+async fn a_stack_secret_in_the_files_names_its_version_as_the_controller_does() {
+    require_swarm_manager();
+    let cli = Cli::new("diff-secret").await;
+    let name = format!("skd{:08x}", rand::random::<u32>());
+    let _guard = StackGuard(name.clone());
+    let canaries = [unique_name("canary-one"), unique_name("canary-two")];
+    let services = format!("{}        secrets: [token]\n", service("api", "one"));
+    let record = format!(
+        "{}    secrets:\n      token:\n        file: ./token.txt\n",
+        stack(&name, &services)
+    );
+    let file = cli.write("stack/stack.yaml", &record);
+    cli.write("stack/token.txt", &canaries[0]);
+    cli.run(&["apply", "-f", path_str(&file)]).expect(0);
+    // The controller as it runs, with the same key: its digest key names the version.
+    cli.run(&["run", "--once"]).expect(0);
+    let run = cli
+        .run(&["diff", "--exit-code", "-f", path_str(&file)])
+        .expect(0);
+    assert_eq!(
+        run.lines()[1..],
+        [
+            "What the controller would do in the swarm:".to_string(),
+            format!("Stack/{name}: nothing to do")
+        ],
+        "{run:#?}"
+    );
+
+    cli.write("stack/token.txt", &canaries[1]);
+    let run = cli
+        .run(&["diff", "--exit-code", "-f", path_str(&file)])
+        .expect(2);
+    let section = run
+        .stdout
+        .split("What the controller would do")
+        .nth(1)
+        .unwrap_or_default();
+    for needle in [
+        format!("1. create secret {name}_token.v"),
+        format!("2. update service {name}_api"),
+        format!("3. remove secret {name}_token.v"),
+    ] {
+        assert!(section.contains(&needle), "{needle:?} missing: {run:#?}");
+    }
+    for canary in &canaries {
+        assert!(
+            !run.stdout.contains(canary.as_str()) && !run.stderr.contains(canary.as_str()),
+            "{canary} printed: {run:#?}"
+        );
+    }
 }

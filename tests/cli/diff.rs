@@ -116,6 +116,15 @@ async fn diff_shows_created_unchanged_and_changed_fields() {
 /// Removes the services, secrets and networks of a stack when dropped, even on panic.
 struct StackGuard(String);
 
+impl StackGuard {
+    /// A fresh stack name in a swarm that can run it, and its guard.
+    fn new() -> (String, StackGuard) {
+        require_swarm_manager();
+        let name = format!("skd{:08x}", rand::random::<u32>());
+        (name.clone(), StackGuard(name))
+    }
+}
+
 impl Drop for StackGuard {
     fn drop(&mut self) {
         let label = format!("swarmkeeper.owner=Stack.{}", self.0);
@@ -142,10 +151,8 @@ fn service(key: &str, mode: &str) -> String {
 
 #[tokio::test]
 async fn diff_shows_the_plan_against_the_live_stack_and_writes_nothing() {
-    require_swarm_manager();
+    let (name, _guard) = StackGuard::new();
     let cli = Cli::new("diff-plan").await;
-    let name = format!("skd{:08x}", rand::random::<u32>());
-    let _guard = StackGuard(name.clone());
     let applied = cli.write("applied.yaml", &stack(&name, &service("api", "one")));
     cli.run(&["apply", "-f", path_str(&applied)]).expect(0);
     let controllers = controllers(&cli.store).await;
@@ -220,10 +227,8 @@ async fn diff_shows_the_plan_against_the_live_stack_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_stack_secret_in_the_files_names_its_version_as_the_controller_does() {
-    require_swarm_manager();
+    let (name, _guard) = StackGuard::new();
     let cli = Cli::new("diff-secret").await;
-    let name = format!("skd{:08x}", rand::random::<u32>());
-    let _guard = StackGuard(name.clone());
     let canaries = [unique_name("canary-one"), unique_name("canary-two")];
     let services = format!("{}        secrets: [token]\n", service("api", "one"));
     let record = format!(

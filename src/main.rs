@@ -88,7 +88,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show what an apply of these files would change in etcd.
+    /// Show what an apply of these files would change in etcd, and what the controller would do in the swarm.
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
@@ -399,9 +399,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 force,
                 repo: None,
             };
-            cli::apply::apply(&global, &opts).await
+            let code = cli::apply::apply(&global, &opts).await?;
+            if opts.dry_run {
+                cli::diff::dry_run(&global, &opts.files).await?;
+            }
+            Ok(code)
         }
-        Command::Diff { files, exit_code } => cli::apply::diff(&global, &files, exit_code).await,
+        Command::Diff { files, exit_code } => cli::diff::diff(&global, &files, exit_code).await,
         Command::Get {
             kind,
             name,

@@ -1,4 +1,4 @@
-//! `apply` and `diff`: validate record files, then write them to etcd (or show what would change).
+//! `apply`: validate record files, then write them to etcd (or, with `--dry-run`, say what would change).
 //!
 //! # Guarantees
 //! Every record of every file is validated before anything is written: one bad
@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use crate::api::load::{LoadedRecord, SECRET_REFERENCE_KEY, load_paths};
 use crate::gitops::owner;
-use crate::plan::diff;
 use crate::store::{Expect, Keyring, PutOutcome, RecordPut, RepoRef, SourceRecord, Store};
 
 use super::{Failure, GlobalOpts, with_digest_key};
@@ -59,7 +58,7 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<LoadedRecord>, Failure> {
 }
 
 /// Refuses records that carry a secret value when no key can seal it.
-fn require_key(loaded: &[LoadedRecord], keyed: bool) -> Result<(), Failure> {
+pub(super) fn require_key(loaded: &[LoadedRecord], keyed: bool) -> Result<(), Failure> {
     match loaded.iter().find(|l| !l.secrets.is_empty()) {
         Some(l) if !keyed => Err(Failure::Invalid(format!(
             "error: {}: {}/{} carries a secret value: --secret-key-file (SWARMKEEPER_SECRET_KEY_FILE) is required to store it encrypted",
@@ -74,7 +73,7 @@ fn require_key(loaded: &[LoadedRecord], keyed: bool) -> Result<(), Failure> {
 /// The record values to store: secret material replaced by keyed digests, so a
 /// changed secret changes the record (and its generation) without revealing it.
 /// Without a keyring (an unkeyed dry run) the records go without digests.
-fn stored_values(loaded: &[LoadedRecord], keyring: Option<&Keyring>) -> Vec<Value> {
+pub(super) fn stored_values(loaded: &[LoadedRecord], keyring: Option<&Keyring>) -> Vec<Value> {
     loaded
         .iter()
         .map(|l| {
@@ -92,7 +91,7 @@ fn stored_values(loaded: &[LoadedRecord], keyring: Option<&Keyring>) -> Vec<Valu
 
 /// The keys with the stored digest key, read only when a record needs digests:
 /// records without secret values apply whatever the keys.
-async fn digest_keyring(
+pub(super) async fn digest_keyring(
     store: &Store,
     keys: Option<Keyring>,
     carries_secrets: bool,
@@ -160,7 +159,7 @@ fn set_digest(value: &mut Value, store_key: &str, digest: &str) {
 /// Where a compose secret's digest goes; compose accepts `x-` keys.
 const DIGEST_KEY: &str = "x-swarmkeeper-digest";
 
-fn record_id(l: &LoadedRecord) -> String {
+pub(super) fn record_id(l: &LoadedRecord) -> String {
     format!("{}/{}", l.record.kind, l.record.metadata.name)
 }
 
@@ -406,56 +405,4 @@ async fn delete_ids(store: &Store, ids: &[(String, i64)]) -> Result<(), Failure>
         .await
         .map(|_| ())
         .map_err(Failure::error)
-}
-
-/// Runs `diff`: for each record in the files, what an apply would change in
-/// etcd; with `exit_code`, exit 2 when something would change (as `drift` does).
-///
-/// # Errors
-/// Invalid records (exit 64) or etcd failures (exit 1).
-pub async fn diff(global: &GlobalOpts, files: &[PathBuf], exit_code: bool) -> Result<u8, Failure> {
-    let loaded = load(files)?;
-    let keys = global.key_files()?;
-    require_key(&loaded, keys.is_some())?;
-    let store = global.store().await?;
-    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
-    let keyring = digest_keyring(&store, keys, carries_secrets).await?;
-    let values = stored_values(&loaded, keyring.as_ref());
-    let mut changed = false;
-    for (l, desired) in loaded.iter().zip(values) {
-        let (kind, name) = l.record.key();
-        match store
-            .get_record(kind.as_str(), name)
-            .await
-            .map_err(Failure::error)?
-        {
-            None => {
-                changed = true;
-                println!("{} would be created", record_id(l));
-            }
-            Some(v) => {
-                // Ownership is apply's bookkeeping, not what the files say.
-                let fields = diff::diff(&desired, &owner::without_origin(&v.value), &[]);
-                if fields.is_empty() {
-                    println!("{} unchanged", record_id(l));
-                    continue;
-                }
-                changed = true;
-                println!("{} would be configured:", record_id(l));
-                for f in fields {
-                    println!(
-                        "  {}: {} -> {}",
-                        f.path,
-                        show(f.live.as_ref()),
-                        show(f.desired.as_ref())
-                    );
-                }
-            }
-        }
-    }
-    Ok(if exit_code && changed { 2 } else { 0 })
-}
-
-fn show(v: Option<&serde_json::Value>) -> String {
-    v.map_or_else(|| "<unset>".to_string(), |v| v.to_string())
 }

@@ -25,6 +25,7 @@
 //! - [`report`], [`http`], [`metrics`]: what people read: tables and drift
 //!   reports, the controller's endpoints, Prometheus metrics.
 //! - [`text`]: bounds on the foreign text a message quotes.
+//! - [`distribution`]: the registry HTTP API: `/v2/` checks and tag digests.
 //!
 //! A record's path: `swarmkeeper apply` → [`api::load`] validates it →
 //! [`store`] writes `<prefix>/desired/<Kind>/<name>` → the leader's etcd
@@ -36,6 +37,7 @@ pub mod api;
 pub mod cli;
 pub mod controllers;
 pub mod db;
+pub mod distribution;
 pub mod docker;
 pub mod http;
 pub mod metrics;

@@ -8,6 +8,8 @@ pub mod database_user;
 pub mod drift_cache;
 pub mod network;
 pub mod node;
+pub mod registry;
+pub mod registry_auth;
 pub mod secret;
 mod secret_versions;
 pub mod stack;
@@ -120,6 +122,8 @@ pub struct Context {
     last_events: Arc<Mutex<HashMap<RecordKey, (String, Event)>>>,
     /// What each record's last reconcile left different from its desired state.
     pub drift: Arc<DriftCache>,
+    /// Image digests resolved from Registry records' registries.
+    pub digests: Arc<registry_auth::DigestCache>,
 }
 
 impl Context {
@@ -132,6 +136,7 @@ impl Context {
             resync,
             last_events: Arc::default(),
             drift: Arc::default(),
+            digests: Arc::default(),
         }
     }
 
@@ -302,6 +307,7 @@ impl Controllers {
             Kind::Secret => secret::reconcile(&self.ctx, &key, stored).await,
             Kind::Node => node::reconcile(&self.ctx, &key, stored).await,
             Kind::DatabaseUser => database_user::reconcile(&self.ctx, &key, stored).await,
+            Kind::Registry => registry::reconcile(&self.ctx, &key, stored).await,
             _ => {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.
@@ -339,6 +345,7 @@ pub async fn drift(
             Kind::Network => network::drift(ctx, &key.name, stored).await?,
             Kind::Node => node::drift(ctx, &key.name, stored).await?,
             Kind::DatabaseUser => database_user::drift(ctx, &key.name, stored).await?,
+            Kind::Registry => registry::drift(ctx, &key.name, stored).await?,
             _ => continue,
         };
         out.records.push(record);

@@ -105,8 +105,9 @@ async fn create(
             else {
                 return Ok(None);
             };
+            let auth = desired.auth.get(&svc.name).map(|a| &a.0);
             docker
-                .create_service(desired.service_spec(svc, ids), None)
+                .create_service(desired.service_spec(svc, ids), auth)
                 .await?;
         }
     }
@@ -140,7 +141,7 @@ async fn update(
     let spec = desired.service_spec(svc, ids);
     let update = ctx
         .docker
-        .update_service(current, None, |fresh| {
+        .update_service(current, desired.auth.get(&svc.name).map(|a| &a.0), |fresh| {
             let live_spec = fresh.spec.clone().unwrap_or_default();
             (!compare_service(&spec, fresh).is_empty())
                 .then(|| keep_pinned_digest(&spec, &live_spec))

@@ -113,6 +113,7 @@ impl Shape {
             secrets,
             configs,
             owner_labels,
+            ..Desired::default()
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod drift;
 pub mod get;
 pub mod key;
+pub mod registry;
 pub mod run;
 pub mod secret;
 

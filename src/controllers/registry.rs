@@ -1,0 +1,631 @@
+//! The Registry reconciler: a private registry run as a swarm service owned
+//! by the record (when `deploy` is set), and the check that it answers.
+//!
+//! # Expected flow
+//! Read the users' passwords and the TLS certificate and key (Secret
+//! records); deliver the versions the service mounts (the config file as a
+//! swarm config, the htpasswd file and the TLS pair as swarm secrets, each
+//! named after a digest of what it is made from); converge the service;
+//! remove versions no longer used. Then ask `GET /v2/` with the record's
+//! credentials and list the services that pull from the registry.
+//!
+//! # Guarantees
+//! - Passwords reach the swarm only as bcrypt hashes (cost
+//!   [`BCRYPT_COST`]) inside the htpasswd secret; logs, events, status and
+//!   drift name versions, never values.
+//! - A changed user or password makes a new htpasswd version, and the
+//!   service rolls to it; the old version goes once unused.
+//! - A pass over a converged registry sends no write to dockerd.
+//!
+//! # Caveats
+//! The data volume is kept when the record is deleted: it holds the images.
+//! Stacks that pull from the registry are in [`super::registry_auth`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bollard::models::{Config, ConfigSpec, Secret, Service};
+use sha2::{Digest as _, Sha256};
+
+use super::registry_auth::api_for;
+use super::secret_versions::{Delivered, deliver, deliver_digested, remove_versions, versions_of};
+use super::status::{Condition, Owned, Phase, Status};
+use super::{Context, Error, RecordKey};
+use crate::api::registry::{RegistryDeploy, RegistrySpec};
+use crate::api::{SecretValue, Spec};
+use crate::distribution::Basic;
+use crate::docker::labels::{Owner, SPEC_HASH};
+use crate::docker::{OwnedObjects, ServiceUpdate, TaskCounts};
+use crate::plan::drift::{ObjectDrift, ObjectState, RecordDrift};
+use crate::plan::registry::{
+    Mounted, Ref, ServiceChange, config_file, drift as service_drift, object_base, plan_service,
+    registry_of, service_name, service_spec,
+};
+use crate::plan::stack::{compare_service, config_name, secret_name, versioned_name};
+use crate::runtime::Action;
+use crate::store::Versioned;
+
+/// The bcrypt cost of the htpasswd hashes (2^10 rounds).
+pub const BCRYPT_COST: u32 = 10;
+
+fn spec_of(stored: Versioned) -> Result<RegistrySpec, String> {
+    match super::parse_record(stored.value)?.spec {
+        Spec::Registry(spec) => Ok(spec),
+        _ => Err("record is not a Registry".into()),
+    }
+}
+
+/// The secret values the service is made from.
+struct Inputs {
+    users: Vec<(String, SecretValue)>,
+    /// Certificate and key.
+    tls: Option<(SecretValue, SecretValue)>,
+}
+
+/// The value of Secret record `name`, or what the record waits for.
+async fn value(ctx: &Context, name: &str, what: &str) -> Result<Result<SecretValue, String>, Error> {
+    Ok(super::secret::current_value(ctx, name)
+        .await?
+        .ok_or_else(|| format!("waiting for the value of Secret/{name} ({what})")))
+}
+
+/// Reads every value `deploy` needs; the first one missing is waited for.
+async fn inputs(ctx: &Context, deploy: &RegistryDeploy) -> Result<Result<Inputs, String>, Error> {
+    let mut users = Vec::new();
+    for user in &deploy.users {
+        let what = format!("the password of user {}", user.name);
+        match value(ctx, &user.password_secret, &what).await? {
+            Ok(password) => users.push((user.name.clone(), password)),
+            Err(waiting) => return Ok(Err(waiting)),
+        }
+    }
+    let tls = match &deploy.tls {
+        None => None,
+        Some(tls) => {
+            let cert = value(ctx, &tls.certificate_secret, "the TLS certificate").await?;
+            let key = value(ctx, &tls.key_secret, "the TLS key").await?;
+            match (cert, key) {
+                (Ok(cert), Ok(key)) => Some((cert, key)),
+                (Err(waiting), _) | (_, Err(waiting)) => return Ok(Err(waiting)),
+            }
+        }
+    };
+    Ok(Ok(Inputs { users, tls }))
+}
+
+/// A keyed digest of the users and passwords: the htpasswd version's name,
+/// which must not change when the same passwords are hashed with new salts.
+fn users_digest(ctx: &Context, users: &[(String, SecretValue)]) -> String {
+    let mut material = Vec::new();
+    for (name, password) in users {
+        material.extend_from_slice(name.as_bytes());
+        material.push(0);
+        material.extend_from_slice(password.expose());
+        material.push(0);
+    }
+    let digest = ctx.keyring.as_ref().map(|k| k.digest(&material));
+    material.fill(0);
+    digest.unwrap_or_default()
+}
+
+/// The htpasswd file: one `user:bcrypt-hash` line per user, hashed off the async threads.
+async fn htpasswd(users: Vec<(String, SecretValue)>) -> Result<SecretValue, Error> {
+    tokio::task::spawn_blocking(move || {
+        let mut file = Vec::new();
+        for (name, password) in &users {
+            let hash = bcrypt::hash_with_result(password.expose(), BCRYPT_COST)
+                .map_err(|e| Error::Invalid(format!("cannot hash the password of {name}: {e}")))?;
+            file.extend_from_slice(name.as_bytes());
+            file.push(b':');
+            file.extend_from_slice(hash.format_for_version(bcrypt::Version::TwoY).as_bytes());
+            file.push(b'\n');
+        }
+        Ok(SecretValue::new(file))
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("hashing the passwords failed: {e}")))?
+}
+
+fn digest_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What the service mounts, as delivered: versions made where missing (and
+/// older ones removed when unused, else returned as lingering), and the
+/// objects they are.
+async fn deliver_mounts(
+    ctx: &Context,
+    key: &RecordKey,
+    owner: &Owner,
+    deploy: &RegistryDeploy,
+    inputs: Inputs,
+    live: &OwnedObjects,
+) -> Result<(Mounted, Vec<Owned>, Vec<ObjectDrift>), Error> {
+    let record = &key.name;
+    let mut delivered: Vec<Delivered> = Vec::new();
+    let mut mounted = Mounted::default();
+    if !inputs.users.is_empty() {
+        let logical = object_base(record, "htpasswd");
+        let digest = users_digest(ctx, &inputs.users);
+        let versions = versions_of(&live.secrets, &logical);
+        let users = inputs.users;
+        let make = move || htpasswd(users);
+        let d = deliver_digested(
+            ctx,
+            key,
+            owner,
+            &logical,
+            &digest,
+            make,
+            HashMap::new(),
+            &versions,
+        )
+        .await?;
+        mounted.htpasswd = Some(reference(&d.owned));
+        delivered.push(d);
+    }
+    if let Some((cert, tls_key)) = &inputs.tls {
+        let mut pair = Vec::new();
+        for (what, content) in [("tls-cert", cert), ("tls-key", tls_key)] {
+            let logical = object_base(record, what);
+            let versions = versions_of(&live.secrets, &logical);
+            let d = deliver(ctx, key, owner, &logical, content, HashMap::new(), &versions).await?;
+            pair.push(reference(&d.owned));
+            delivered.push(d);
+        }
+        let mut pair = pair.into_iter();
+        mounted.tls = Some((
+            pair.next().unwrap_or_default(),
+            pair.next().unwrap_or_default(),
+        ));
+    }
+    mounted.config = ensure_config(ctx, key, owner, deploy, &live.configs).await?;
+    let mut owned = vec![Owned {
+        object: "config".into(),
+        name: mounted.config.name.clone(),
+        id: mounted.config.id.clone(),
+    }];
+    let mut lingering = Vec::new();
+    for d in delivered {
+        owned.push(d.owned);
+        lingering.extend(d.lingering);
+    }
+    Ok((mounted, owned, lingering))
+}
+
+fn reference(owned: &Owned) -> Ref {
+    Ref {
+        name: owned.name.clone(),
+        id: owned.id.clone(),
+    }
+}
+
+/// The versioned name of the registry's config file and its content.
+fn config_version(record: &str, deploy: &RegistryDeploy) -> Result<(String, String), Error> {
+    let content = config_file(record, deploy);
+    let name = versioned_name(&object_base(record, "config"), &digest_hex(content.as_bytes()))
+        .map_err(Error::Invalid)?;
+    Ok((name, content))
+}
+
+/// Makes sure the config version the service mounts exists.
+async fn ensure_config(
+    ctx: &Context,
+    key: &RecordKey,
+    owner: &Owner,
+    deploy: &RegistryDeploy,
+    live: &[Config],
+) -> Result<Ref, Error> {
+    let (name, content) = config_version(&key.name, deploy)?;
+    if let Some(c) = live.iter().find(|c| config_name(c) == Some(name.as_str())) {
+        let id = c.id.clone().unwrap_or_default();
+        return Ok(Ref { name, id });
+    }
+    let mut labels = ctx.docker.owner_labels(owner);
+    labels.insert(SPEC_HASH.into(), digest_hex(content.as_bytes()));
+    let id = ctx
+        .docker
+        .create_config(ConfigSpec {
+            name: Some(name.clone()),
+            labels: Some(labels),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(content)),
+            templating: None,
+        })
+        .await?;
+    ctx.event(key, false, "Created", format!("created config {name}"))
+        .await;
+    Ok(Ref { name, id })
+}
+
+/// Removes the record's objects that `keep` does not name, services first;
+/// whether some are still in use (and stay for a later pass).
+async fn remove_others(
+    ctx: &Context,
+    key: &RecordKey,
+    live: &OwnedObjects,
+    keep: &[&str],
+) -> Result<bool, Error> {
+    let mut lingering = false;
+    for s in &live.services {
+        let name = s.spec.as_ref().and_then(|s| s.name.as_deref());
+        if name.is_some_and(|n| !keep.contains(&n)) {
+            ctx.docker
+                .remove_service(s.id.as_deref().unwrap_or_default())
+                .await?;
+            let message = format!("removed service {}", name.unwrap_or_default());
+            ctx.event(key, false, "Removed", message).await;
+        }
+    }
+    for c in &live.configs {
+        let name = config_name(c).unwrap_or_default();
+        if keep.contains(&name) {
+            continue;
+        }
+        match ctx.docker.remove_config(c.id.as_deref().unwrap_or_default()).await {
+            Ok(()) => {
+                ctx.event(key, false, "Removed", format!("removed config {name}"))
+                    .await;
+            }
+            Err(err) if err.is_in_use() || err.is_transient() => lingering = true,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let secrets: Vec<&Secret> = live
+        .secrets
+        .iter()
+        .filter(|s| !keep.contains(&secret_name(s).unwrap_or_default()))
+        .collect();
+    lingering |= !remove_versions(ctx, key, &secrets).await?.is_empty();
+    Ok(lingering)
+}
+
+/// Converges the registry's service to `desired`; what was done, if anything.
+async fn converge_service(
+    ctx: &Context,
+    key: &RecordKey,
+    desired: &bollard::models::ServiceSpec,
+    current: Option<&Service>,
+) -> Result<Option<String>, Error> {
+    let name = desired.name.clone().unwrap_or_default();
+    let message = match plan_service(desired, current) {
+        ServiceChange::Unchanged => return Ok(None),
+        ServiceChange::Create => {
+            ctx.docker.create_service(desired.clone(), None).await?;
+            format!("created service {name}")
+        }
+        ServiceChange::Update(fields) => {
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            let update = ctx
+                .docker
+                .update_service(current, None, |fresh| {
+                    (!compare_service(desired, fresh).is_empty()).then(|| desired.clone())
+                })
+                .await?;
+            if update == ServiceUpdate::Unchanged {
+                return Ok(None);
+            }
+            let paths: Vec<&str> = fields.iter().map(|f| f.path.as_str()).collect();
+            format!("updated service {name} ({})", paths.join(", "))
+        }
+    };
+    let reason = if current.is_some() { "Updated" } else { "Created" };
+    ctx.event(key, false, reason, message.clone()).await;
+    Ok(Some(message))
+}
+
+/// Runs the registry: its mounts, its service, and the removal of what it no
+/// longer uses. The condition of its service, and whether the pass is still
+/// on its way (a change sent, tasks not running, old versions in use).
+async fn run_registry(
+    ctx: &Context,
+    key: &RecordKey,
+    deploy: &RegistryDeploy,
+    inputs: Inputs,
+    live: &OwnedObjects,
+    status: &mut Status,
+) -> Result<Option<String>, Error> {
+    let owner = Owner::new("Registry", &key.name);
+    let (mounted, owned, mut lingering) =
+        deliver_mounts(ctx, key, &owner, deploy, inputs, live).await?;
+    let name = service_name(&key.name);
+    let labels = ctx.docker.owner_labels(&owner).into_iter().collect();
+    let desired = service_spec(&key.name, deploy, &mounted, &labels);
+    let current = live
+        .services
+        .iter()
+        .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()));
+    let changed = converge_service(ctx, key, &desired, current).await?;
+    let mut keep: Vec<&str> = owned.iter().map(|o| o.name.as_str()).collect();
+    keep.push(&name);
+    if remove_others(ctx, key, live, &keep).await? && lingering.is_empty() {
+        lingering.push(ObjectDrift {
+            object: "config".into(),
+            name: object_base(&key.name, "config"),
+            state: ObjectState::Orphan,
+            fields: Vec::new(),
+        });
+    }
+    status.owned.extend(owned);
+    let (ready, mut message) = match current.and_then(TaskCounts::of) {
+        Some(counts) if changed.is_none() => (
+            counts.is_ready(),
+            format!("{}/{} tasks running", counts.running, counts.desired),
+        ),
+        _ => (false, changed.clone().unwrap_or_default()),
+    };
+    if let Some(id) = current.filter(|_| !ready).and_then(|s| s.id.as_deref())
+        && let Some(err) = ctx.docker.last_task_error(id).await?
+    {
+        message = format!("{message}; last task error: {err}");
+    }
+    if let Some(s) = current {
+        status.owned.push(Owned {
+            object: "service".into(),
+            name: name.clone(),
+            id: s.id.clone().unwrap_or_default(),
+        });
+    }
+    status.conditions.push(Condition {
+        type_: format!("service/{name}"),
+        ready,
+        message: message.clone(),
+    });
+    if !lingering.is_empty() {
+        ctx.drift.set(key, lingering);
+        return Ok(Some("older versions are still used by the service".into()));
+    }
+    ctx.drift.set(key, Vec::new());
+    Ok((!ready).then_some(message))
+}
+
+/// The services of this instance that pull from `address`, as conditions.
+async fn pullers(ctx: &Context, record: &str, address: &str) -> Result<Vec<Condition>, Error> {
+    let own = service_name(record);
+    let mut out: Vec<Condition> = ctx
+        .docker
+        .list_services(None)
+        .await?
+        .iter()
+        .filter_map(|s| {
+            let spec = s.spec.as_ref()?;
+            let name = spec.name.as_deref()?;
+            let image = spec.task_template.as_ref()?.container_spec.as_ref()?.image.as_deref()?;
+            (registry_of(image) == Some(address) && name != own).then(|| {
+                let counts = TaskCounts::of(s).unwrap_or_default();
+                Condition {
+                    type_: format!("pull/{name}"),
+                    ready: counts.is_ready(),
+                    message: format!(
+                        "{image}: {}/{} tasks running",
+                        counts.running, counts.desired
+                    ),
+                }
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    Ok(out)
+}
+
+/// `GET /v2/` with the record's credentials: `Ok(Err(why))` when it does not answer 200.
+async fn check(ctx: &Context, spec: &RegistrySpec) -> Result<Result<(), String>, Error> {
+    let password = match &spec.credentials {
+        None => None,
+        Some(c) => match value(ctx, &c.password_secret, "the password of the credentials").await? {
+            Ok(password) => Some((c.username.as_str(), password)),
+            Err(waiting) => return Ok(Err(waiting)),
+        },
+    };
+    let basic = password.as_ref().map(|(username, password)| Basic { username, password });
+    let answer = match api_for(ctx, spec).await? {
+        Ok(api) => api.check(basic.as_ref()).await,
+        Err(err) => Err(err),
+    };
+    Ok(answer.map_err(|err| format!("GET /v2/ failed: {err}")))
+}
+
+/// Converges one Registry record.
+///
+/// # Errors
+/// Failures of etcd or dockerd; a permanent one makes the record `Failed`.
+pub async fn reconcile(
+    ctx: &Context,
+    key: &RecordKey,
+    stored: Option<Versioned>,
+) -> Result<Action, Error> {
+    let owner = Owner::new("Registry", &key.name);
+    let live = ctx.docker.list_owned(Some(&owner)).await?;
+    let Some(stored) = stored else {
+        let lingering = remove_others(ctx, key, &live, &[]).await?;
+        return ctx.forget(key, lingering).await;
+    };
+    let generation = stored.mod_revision;
+    let spec = match spec_of(stored) {
+        Ok(spec) => spec,
+        Err(msg) => return ctx.fail(key, generation, msg).await,
+    };
+    let mut status = Status::new(Phase::Ready, generation);
+    let mut progressing = None;
+    match &spec.deploy {
+        Some(deploy) => match inputs(ctx, deploy).await? {
+            Ok(inputs) => {
+                progressing =
+                    run_registry(ctx, key, deploy, inputs, &live, &mut status).await?;
+            }
+            Err(waiting) => {
+                let status = Status::new(Phase::Pending, generation).with_message(waiting);
+                ctx.write_status(key, &status).await?;
+                return Ok(Action::requeue(Duration::from_secs(10)));
+            }
+        },
+        None => {
+            let lingering = remove_others(ctx, key, &live, &[]).await?;
+            ctx.drift.set(key, Vec::new());
+            if lingering {
+                progressing = Some("removing the registry it no longer runs".into());
+            }
+        }
+    }
+    status
+        .conditions
+        .extend(pullers(ctx, &key.name, &spec.address).await?);
+    let checked = check(ctx, &spec).await?;
+    let again = match (progressing, checked) {
+        (Some(message), _) => {
+            status.phase = Phase::Progressing;
+            status.message = message;
+            Duration::from_secs(2)
+        }
+        (None, Ok(())) => ctx.resync,
+        (None, Err(why)) => {
+            status.phase = Phase::Degraded;
+            status.message = why;
+            Duration::from_secs(10)
+        }
+    };
+    let previous = ctx.read_status(key).await?;
+    if status.phase == Phase::Degraded
+        && previous.is_none_or(|p| p.phase != Phase::Degraded || p.message != status.message)
+    {
+        ctx.event(key, true, "Degraded", status.message.clone()).await;
+    }
+    ctx.write_status(key, &status).await?;
+    Ok(Action::requeue(again))
+}
+
+/// The drift of one Registry record, for `swarmkeeper drift`: its service
+/// against the one a pass would make, and the versions a pass would create.
+///
+/// # Errors
+/// When etcd or dockerd fails.
+pub async fn drift(
+    ctx: &Context,
+    name: &str,
+    stored: Option<Versioned>,
+) -> Result<RecordDrift, Error> {
+    let owner = Owner::new("Registry", name);
+    let live = ctx.docker.list_owned(Some(&owner)).await?;
+    let mut report = RecordDrift {
+        kind: "Registry".into(),
+        name: name.into(),
+        objects: Vec::new(),
+        error: None,
+    };
+    let spec = match stored.map(spec_of) {
+        None => None,
+        Some(Ok(spec)) => Some(spec),
+        Some(Err(msg)) => {
+            report.error = Some(msg);
+            return Ok(report);
+        }
+    };
+    let Some(deploy) = spec.as_ref().and_then(|s| s.deploy.as_ref()) else {
+        report.objects = orphans(&live, &[]);
+        return Ok(report);
+    };
+    let inputs = match inputs(ctx, deploy).await? {
+        Ok(inputs) => inputs,
+        Err(waiting) => {
+            report.error = Some(waiting);
+            return Ok(report);
+        }
+    };
+    let mut missing = Vec::new();
+    let mut find = |object: &str, versioned: String, names: &[(&str, &str)]| {
+        let id = names
+            .iter()
+            .find(|(n, _)| *n == versioned)
+            .map(|(_, id)| (*id).to_owned());
+        if id.is_none() {
+            missing.push(ObjectDrift {
+                object: object.into(),
+                name: versioned.clone(),
+                state: ObjectState::Missing,
+                fields: Vec::new(),
+            });
+        }
+        Ref {
+            name: versioned,
+            id: id.unwrap_or_default(),
+        }
+    };
+    let secrets: Vec<(&str, &str)> = live
+        .secrets
+        .iter()
+        .map(|s| (secret_name(s).unwrap_or_default(), s.id.as_deref().unwrap_or_default()))
+        .collect();
+    let configs: Vec<(&str, &str)> = live
+        .configs
+        .iter()
+        .map(|c| (config_name(c).unwrap_or_default(), c.id.as_deref().unwrap_or_default()))
+        .collect();
+    let version = |logical: &str, digest: &str| versioned_name(logical, digest).map_err(Error::Invalid);
+    let mut mounted = Mounted::default();
+    if !inputs.users.is_empty() {
+        let logical = object_base(name, "htpasswd");
+        let versioned = version(&logical, &users_digest(ctx, &inputs.users))?;
+        mounted.htpasswd = Some(find("secret", versioned, &secrets));
+    }
+    if let Some((cert, tls_key)) = &inputs.tls {
+        let mut pair = Vec::new();
+        for (what, content) in [("tls-cert", cert), ("tls-key", tls_key)] {
+            let logical = object_base(name, what);
+            let digest = ctx.keyring.as_ref().map(|k| k.digest(content.expose()));
+            let versioned = version(&logical, &digest.unwrap_or_default())?;
+            pair.push(find("secret", versioned, &secrets));
+        }
+        let mut pair = pair.into_iter();
+        mounted.tls = Some((
+            pair.next().unwrap_or_default(),
+            pair.next().unwrap_or_default(),
+        ));
+    }
+    let (config, _) = config_version(name, deploy)?;
+    mounted.config = find("config", config.clone(), &configs);
+    let labels = ctx.docker.owner_labels(&owner).into_iter().collect();
+    let desired = service_spec(name, deploy, &mounted, &labels);
+    let service = service_name(name);
+    let current = live
+        .services
+        .iter()
+        .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(service.as_str()));
+    report.objects = missing;
+    report
+        .objects
+        .extend(service_drift(&service, &plan_service(&desired, current)));
+    let mut keep: Vec<&str> = vec![service.as_str(), config.as_str()];
+    if let Some(h) = &mounted.htpasswd {
+        keep.push(&h.name);
+    }
+    if let Some((c, k)) = &mounted.tls {
+        keep.extend([c.name.as_str(), k.name.as_str()]);
+    }
+    report.objects.extend(orphans(&live, &keep));
+    Ok(report)
+}
+
+/// The record's objects that `keep` does not name, as orphans.
+fn orphans(live: &OwnedObjects, keep: &[&str]) -> Vec<ObjectDrift> {
+    let services = live
+        .services
+        .iter()
+        .map(|s| ("service", s.spec.as_ref().and_then(|s| s.name.as_deref())));
+    let secrets = live.secrets.iter().map(|s| ("secret", secret_name(s)));
+    let configs = live.configs.iter().map(|c| ("config", config_name(c)));
+    services
+        .chain(secrets)
+        .chain(configs)
+        .filter_map(|(object, name)| {
+            let name = name?;
+            (!keep.contains(&name)).then(|| ObjectDrift {
+                object: object.into(),
+                name: name.into(),
+                state: ObjectState::Orphan,
+                fields: Vec::new(),
+            })
+        })
+        .collect()
+}

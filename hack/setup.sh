@@ -148,7 +148,7 @@ build_busybox_image() {
 	done_step "built $image"
 }
 
-# busybox gives the image a shell and wget, for the health check the Registry kind sets on /v2/
+# busybox gives the image a shell and nc, for the health check the Registry kind sets on /v2/
 # (as the alpine-based registry:2 has them).
 REGISTRY_DOCKERFILE='FROM scratch
 COPY root/ /

@@ -473,22 +473,28 @@ pub async fn reconcile(
         .conditions
         .extend(pullers(ctx, &key.name, &spec.address).await?);
     let checked = check(ctx, &spec).await?;
-    let again = match (progressing, checked) {
-        (Some(message), _) => {
+    // A registry that does not answer is Degraded, even on its way up: that
+    // is what its pullers see. A pass on its way is looked at again soon.
+    let again = match (checked, progressing) {
+        (Err(why), progressing) => {
+            status.phase = Phase::Degraded;
+            status.message = match &progressing {
+                Some(on_its_way) => format!("{why}; {on_its_way}"),
+                None => why,
+            };
+            let soon = progressing.is_some();
+            Duration::from_secs(if soon { 2 } else { 10 })
+        }
+        (Ok(()), Some(message)) => {
             status.phase = Phase::Progressing;
             status.message = message;
             Duration::from_secs(2)
         }
-        (None, Ok(())) => ctx.resync,
-        (None, Err(why)) => {
-            status.phase = Phase::Degraded;
-            status.message = why;
-            Duration::from_secs(10)
-        }
+        (Ok(()), None) => ctx.resync,
     };
     let previous = ctx.read_status(key).await?;
     if status.phase == Phase::Degraded
-        && previous.is_none_or(|p| p.phase != Phase::Degraded || p.message != status.message)
+        && previous.is_none_or(|p| p.phase != Phase::Degraded)
     {
         ctx.event(key, true, "Degraded", status.message.clone()).await;
     }

@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(out["auths"]["other:5000"]["auth"], "b3RoZXI=");
         assert_eq!(out["psFormat"], "table {{.ID}}");
         let fresh = with_login(Value::Object(Map::new()), "r:1", "eA==").unwrap();
-        assert_eq!(fresh, serde_json::json!({"auths": {"r:1": {"auth": "eA=="}}}));
+        assert_eq!(
+            fresh,
+            serde_json::json!({"auths": {"r:1": {"auth": "eA=="}}})
+        );
     }
 
     #[test]

@@ -64,7 +64,11 @@ struct Inputs {
 }
 
 /// The value of Secret record `name`, or what the record waits for.
-async fn value(ctx: &Context, name: &str, what: &str) -> Result<Result<SecretValue, String>, Error> {
+async fn value(
+    ctx: &Context,
+    name: &str,
+    what: &str,
+) -> Result<Result<SecretValue, String>, Error> {
     Ok(super::secret::current_value(ctx, name)
         .await?
         .ok_or_else(|| format!("waiting for the value of Secret/{name} ({what})")))
@@ -170,7 +174,16 @@ async fn deliver_mounts(
         for (what, content) in [("tls-cert", cert), ("tls-key", tls_key)] {
             let logical = object_base(record, what);
             let versions = versions_of(&live.secrets, &logical);
-            let d = deliver(ctx, key, owner, &logical, content, HashMap::new(), &versions).await?;
+            let d = deliver(
+                ctx,
+                key,
+                owner,
+                &logical,
+                content,
+                HashMap::new(),
+                &versions,
+            )
+            .await?;
             pair.push(reference(&d.owned));
             delivered.push(d);
         }
@@ -204,8 +217,11 @@ fn reference(owned: &Owned) -> Ref {
 /// The versioned name of the registry's config file and its content.
 fn config_version(record: &str, deploy: &RegistryDeploy) -> Result<(String, String), Error> {
     let content = config_file(record, deploy);
-    let name = versioned_name(&object_base(record, "config"), &digest_hex(content.as_bytes()))
-        .map_err(Error::Invalid)?;
+    let name = versioned_name(
+        &object_base(record, "config"),
+        &digest_hex(content.as_bytes()),
+    )
+    .map_err(Error::Invalid)?;
     Ok((name, content))
 }
 
@@ -262,7 +278,11 @@ async fn remove_others(
         if keep.contains(&name) {
             continue;
         }
-        match ctx.docker.remove_config(c.id.as_deref().unwrap_or_default()).await {
+        match ctx
+            .docker
+            .remove_config(c.id.as_deref().unwrap_or_default())
+            .await
+        {
             Ok(()) => {
                 ctx.event(key, false, "Removed", format!("removed config {name}"))
                     .await;
@@ -311,7 +331,11 @@ async fn converge_service(
             format!("updated service {name} ({})", paths.join(", "))
         }
     };
-    let reason = if current.is_some() { "Updated" } else { "Created" };
+    let reason = if current.is_some() {
+        "Updated"
+    } else {
+        "Created"
+    };
     ctx.event(key, false, reason, message.clone()).await;
     Ok(Some(message))
 }
@@ -392,7 +416,13 @@ async fn pullers(ctx: &Context, record: &str, address: &str) -> Result<Vec<Condi
         .filter_map(|s| {
             let spec = s.spec.as_ref()?;
             let name = spec.name.as_deref()?;
-            let image = spec.task_template.as_ref()?.container_spec.as_ref()?.image.as_deref()?;
+            let image = spec
+                .task_template
+                .as_ref()?
+                .container_spec
+                .as_ref()?
+                .image
+                .as_deref()?;
             (registry_of(image) == Some(address) && name != own).then(|| {
                 let counts = TaskCounts::of(s).unwrap_or_default();
                 Condition {
@@ -419,7 +449,9 @@ async fn check(ctx: &Context, spec: &RegistrySpec) -> Result<Result<(), String>,
             Err(waiting) => return Ok(Err(waiting)),
         },
     };
-    let basic = password.as_ref().map(|(username, password)| Basic { username, password });
+    let basic = password
+        .as_ref()
+        .map(|(username, password)| Basic { username, password });
     let answer = match api_for(ctx, spec).await? {
         Ok(api) => api.check(basic.as_ref()).await,
         Err(err) => Err(err),
@@ -452,8 +484,7 @@ pub async fn reconcile(
     match &spec.deploy {
         Some(deploy) => match inputs(ctx, deploy).await? {
             Ok(inputs) => {
-                progressing =
-                    run_registry(ctx, key, deploy, inputs, &live, &mut status).await?;
+                progressing = run_registry(ctx, key, deploy, inputs, &live, &mut status).await?;
             }
             Err(waiting) => {
                 let status = Status::new(Phase::Pending, generation).with_message(waiting);
@@ -493,10 +524,9 @@ pub async fn reconcile(
         (Ok(()), None) => ctx.resync,
     };
     let previous = ctx.read_status(key).await?;
-    if status.phase == Phase::Degraded
-        && previous.is_none_or(|p| p.phase != Phase::Degraded)
-    {
-        ctx.event(key, true, "Degraded", status.message.clone()).await;
+    if status.phase == Phase::Degraded && previous.is_none_or(|p| p.phase != Phase::Degraded) {
+        ctx.event(key, true, "Degraded", status.message.clone())
+            .await;
     }
     ctx.write_status(key, &status).await?;
     Ok(Action::requeue(again))
@@ -561,14 +591,25 @@ pub async fn drift(
     let secrets: Vec<(&str, &str)> = live
         .secrets
         .iter()
-        .map(|s| (secret_name(s).unwrap_or_default(), s.id.as_deref().unwrap_or_default()))
+        .map(|s| {
+            (
+                secret_name(s).unwrap_or_default(),
+                s.id.as_deref().unwrap_or_default(),
+            )
+        })
         .collect();
     let configs: Vec<(&str, &str)> = live
         .configs
         .iter()
-        .map(|c| (config_name(c).unwrap_or_default(), c.id.as_deref().unwrap_or_default()))
+        .map(|c| {
+            (
+                config_name(c).unwrap_or_default(),
+                c.id.as_deref().unwrap_or_default(),
+            )
+        })
         .collect();
-    let version = |logical: &str, digest: &str| versioned_name(logical, digest).map_err(Error::Invalid);
+    let version =
+        |logical: &str, digest: &str| versioned_name(logical, digest).map_err(Error::Invalid);
     let mut mounted = Mounted::default();
     if !inputs.users.is_empty() {
         let logical = object_base(name, "htpasswd");

@@ -50,13 +50,15 @@ pub async fn registries(ctx: &Context) -> Result<Vec<Known>, Error> {
         .await?;
     Ok(records
         .into_iter()
-        .filter_map(|r| match super::parse_record(r.versioned.value).ok()?.spec {
-            Spec::Registry(spec) => Some(Known {
-                record: r.name,
-                spec,
-            }),
-            _ => None,
-        })
+        .filter_map(
+            |r| match super::parse_record(r.versioned.value).ok()?.spec {
+                Spec::Registry(spec) => Some(Known {
+                    record: r.name,
+                    spec,
+                }),
+                _ => None,
+            },
+        )
         .collect())
 }
 
@@ -219,7 +221,9 @@ async fn resolve(ctx: &Context, pull: &Pull<'_>, image: &str) -> Option<String> 
     if let Some(cached) = ctx.digests.get(image) {
         return cached.map(|d| pinned(image, &d));
     }
-    let basic = user.as_ref().map(|(username, password)| Basic { username, password });
+    let basic = user
+        .as_ref()
+        .map(|(username, password)| Basic { username, password });
     let digest = match api_for(ctx, &known.spec).await {
         Ok(Ok(api)) => api.digest(repository, tag, basic.as_ref()).await,
         Ok(Err(err)) => Err(err),
@@ -257,7 +261,10 @@ pub struct Pulls {
 /// When etcd fails or a password does not open.
 pub async fn pulls(ctx: &Context, services: &[(String, String)]) -> Result<Pulls, Error> {
     let mut out = Pulls::default();
-    if !services.iter().any(|(_, image)| registry_of(image).is_some()) {
+    if !services
+        .iter()
+        .any(|(_, image)| registry_of(image).is_some())
+    {
         return Ok(out);
     }
     let known = registries(ctx).await?;

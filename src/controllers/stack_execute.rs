@@ -141,11 +141,15 @@ async fn update(
     let spec = desired.service_spec(svc, ids);
     let update = ctx
         .docker
-        .update_service(current, desired.auth.get(&svc.name).map(|a| &a.0), |fresh| {
-            let live_spec = fresh.spec.clone().unwrap_or_default();
-            (!compare_service(&spec, fresh).is_empty())
-                .then(|| keep_pinned_digest(&spec, &live_spec))
-        })
+        .update_service(
+            current,
+            desired.auth.get(&svc.name).map(|a| &a.0),
+            |fresh| {
+                let live_spec = fresh.spec.clone().unwrap_or_default();
+                (!compare_service(&spec, fresh).is_empty())
+                    .then(|| keep_pinned_digest(&spec, &live_spec))
+            },
+        )
         .await?;
     Ok((update == ServiceUpdate::Updated).then_some("Updated"))
 }

@@ -71,7 +71,9 @@ async fn records_of(store: &Store, kinds: &[Kind]) -> Vec<RecordKey> {
     let mut keys = Vec::new();
     for &kind in kinds {
         match store.list_records(Some(kind.as_str())).await {
-            Ok((records, _)) => keys.extend(records.into_iter().map(|r| RecordKey::new(kind, r.name))),
+            Ok((records, _)) => {
+                keys.extend(records.into_iter().map(|r| RecordKey::new(kind, r.name)))
+            }
             Err(err) => tracing::warn!(%err, %kind, "could not list the records a change concerns"),
         }
     }

@@ -8,7 +8,10 @@ use crate::api::registry::{RegistryTls, RegistryUser};
 fn the_registry_of_an_image_is_read_as_docker_reads_it() {
     for (image, registry) in [
         ("127.0.0.1:5000/app:1", Some("127.0.0.1:5000")),
-        ("registry.example.com/team/app", Some("registry.example.com")),
+        (
+            "registry.example.com/team/app",
+            Some("registry.example.com"),
+        ),
         ("localhost/app:1", Some("localhost")),
         ("library/busybox:1", None),
         ("busybox", None),
@@ -73,10 +76,16 @@ fn deploy(users: bool, tls: bool) -> RegistryDeploy {
 fn the_config_file_turns_on_htpasswd_and_tls_only_when_asked() {
     let open = config_file("r", &deploy(false, false));
     assert!(open.contains("addr: :5000"), "{open}");
-    assert!(!open.contains("htpasswd") && !open.contains("tls:"), "{open}");
+    assert!(
+        !open.contains("htpasswd") && !open.contains("tls:"),
+        "{open}"
+    );
     let closed = config_file("r", &deploy(true, true));
     assert!(closed.contains("path: /run/secrets/htpasswd"), "{closed}");
-    assert!(closed.contains("certificate: /run/secrets/registry.crt"), "{closed}");
+    assert!(
+        closed.contains("certificate: /run/secrets/registry.crt"),
+        "{closed}"
+    );
 }
 
 fn mounted(config: &str) -> Mounted {
@@ -95,24 +104,54 @@ fn mounted(config: &str) -> Mounted {
 
 #[test]
 fn the_service_publishes_in_host_mode_mounts_its_files_and_checks_v2() {
-    let spec = service_spec("r", &deploy(true, false), &mounted("c.v1"), &BTreeMap::new());
+    let spec = service_spec(
+        "r",
+        &deploy(true, false),
+        &mounted("c.v1"),
+        &BTreeMap::new(),
+    );
     assert_eq!(spec.name.as_deref(), Some("registry-r"));
     let port = &spec.endpoint_spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
     assert_eq!(port.published_port, Some(5123));
     assert_eq!(port.target_port, Some(5000));
-    assert_eq!(port.publish_mode, Some(EndpointPortConfigPublishModeEnum::HOST));
+    assert_eq!(
+        port.publish_mode,
+        Some(EndpointPortConfigPublishModeEnum::HOST)
+    );
     let task = spec.task_template.as_ref().unwrap();
     let container = task.container_spec.as_ref().unwrap();
-    let test = container.health_check.as_ref().unwrap().test.as_ref().unwrap();
-    assert!(test[1].starts_with("printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 5000"), "{test:?}");
-    assert_eq!(container.secrets.as_ref().unwrap()[0].secret_name.as_deref(), Some("h.v1"));
-    assert_eq!(container.configs.as_ref().unwrap()[0].config_id.as_deref(), Some("id-c.v1"));
+    let test = container
+        .health_check
+        .as_ref()
+        .unwrap()
+        .test
+        .as_ref()
+        .unwrap();
+    assert!(
+        test[1].starts_with("printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 5000"),
+        "{test:?}"
+    );
+    assert_eq!(
+        container.secrets.as_ref().unwrap()[0]
+            .secret_name
+            .as_deref(),
+        Some("h.v1")
+    );
+    assert_eq!(
+        container.configs.as_ref().unwrap()[0].config_id.as_deref(),
+        Some("id-c.v1")
+    );
     assert_eq!(
         container.mounts.as_ref().unwrap()[0].source.as_deref(),
         Some("registry_data")
     );
     assert_eq!(
-        task.placement.as_ref().unwrap().constraints.as_ref().unwrap(),
+        task.placement
+            .as_ref()
+            .unwrap()
+            .constraints
+            .as_ref()
+            .unwrap(),
         &["node.role == manager"]
     );
     assert!(spec.labels.as_ref().unwrap().contains_key(SPEC_HASH));

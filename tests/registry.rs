@@ -309,10 +309,20 @@ spec:
     // The pass that saw the stack become Ready ran after the Registry's, whose
     // status lists the stack's tasks: one more pass settles it.
     env.ok(&["run", "--once"]);
-    let before = (version(&service), version(&registry_service));
+    let owned = || {
+        let label = format!("swarmkeeper.owner=Registry.{name}");
+        (
+            names_with_label("secret", &label),
+            names_with_label("config", &label),
+        )
+    };
+    let before = (version(&service), version(&registry_service), owned());
     let written = common::http::last_write(&env.store, Some("leader")).await;
     env.ok(&["run", "--once"]);
-    assert_eq!((version(&service), version(&registry_service)), before);
+    assert_eq!(
+        (version(&service), version(&registry_service), owned()),
+        before
+    );
     assert_eq!(
         common::http::last_write(&env.store, Some("leader")).await,
         written

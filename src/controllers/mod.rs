@@ -10,6 +10,7 @@ pub mod network;
 pub mod node;
 pub mod registry;
 pub mod registry_auth;
+mod registry_mounts;
 pub mod secret;
 mod secret_versions;
 pub mod stack;

@@ -52,14 +52,14 @@ fn spec_of(stored: Versioned) -> Result<RegistrySpec, String> {
 }
 
 /// Removes the record's objects that `keep` does not name, services first;
-/// whether some are still in use (and stay for a later pass).
+/// those still in use stay for a later pass, and are returned as orphans.
 async fn remove_others(
     ctx: &Context,
     key: &RecordKey,
     live: &OwnedObjects,
     keep: &[&str],
-) -> Result<bool, Error> {
-    let mut lingering = false;
+) -> Result<Vec<ObjectDrift>, Error> {
+    let mut lingering = Vec::new();
     for s in &live.services {
         let name = s.spec.as_ref().and_then(|s| s.name.as_deref());
         if name.is_some_and(|n| !keep.contains(&n)) {
@@ -84,7 +84,12 @@ async fn remove_others(
                 ctx.event(key, false, "Removed", format!("removed config {name}"))
                     .await;
             }
-            Err(err) if err.is_in_use() || err.is_transient() => lingering = true,
+            Err(err) if err.is_in_use() || err.is_transient() => lingering.push(ObjectDrift {
+                object: "config".into(),
+                name: name.to_owned(),
+                state: ObjectState::Orphan,
+                fields: Vec::new(),
+            }),
             Err(err) => return Err(err.into()),
         }
     }
@@ -93,7 +98,7 @@ async fn remove_others(
         .iter()
         .filter(|s| !keep.contains(&secret_name(s).unwrap_or_default()))
         .collect();
-    lingering |= !remove_versions(ctx, key, &secrets).await?.is_empty();
+    lingering.extend(remove_versions(ctx, key, &secrets).await?);
     Ok(lingering)
 }
 
@@ -159,16 +164,12 @@ async fn run_registry(
         .iter()
         .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()));
     let changed = converge_service(ctx, key, &desired, current).await?;
+    // What the delivery just failed to remove (still in use) is not tried twice.
     let mut keep: Vec<&str> = owned.iter().map(|o| o.name.as_str()).collect();
+    keep.extend(lingering.iter().map(|o| o.name.as_str()));
     keep.push(&name);
-    if remove_others(ctx, key, live, &keep).await? && lingering.is_empty() {
-        lingering.push(ObjectDrift {
-            object: "config".into(),
-            name: object_base(&key.name, "config"),
-            state: ObjectState::Orphan,
-            fields: Vec::new(),
-        });
-    }
+    let others = remove_others(ctx, key, live, &keep).await?;
+    lingering.extend(others);
     status.owned.extend(owned);
     let (ready, mut message) = match current.and_then(TaskCounts::of) {
         Some(counts) if changed.is_none() => (
@@ -269,7 +270,7 @@ pub async fn reconcile(
     let live = ctx.docker.list_owned(Some(&owner)).await?;
     let Some(stored) = stored else {
         let lingering = remove_others(ctx, key, &live, &[]).await?;
-        return ctx.forget(key, lingering).await;
+        return ctx.forget(key, !lingering.is_empty()).await;
     };
     let generation = stored.mod_revision;
     let spec = match spec_of(stored) {
@@ -291,8 +292,9 @@ pub async fn reconcile(
         },
         None => {
             let lingering = remove_others(ctx, key, &live, &[]).await?;
-            ctx.drift.set(key, Vec::new());
-            if lingering {
+            let on_its_way = !lingering.is_empty();
+            ctx.drift.set(key, lingering);
+            if on_its_way {
                 progressing = Some("removing the registry it no longer runs".into());
             }
         }

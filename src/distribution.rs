@@ -72,8 +72,8 @@ fn reason(err: &reqwest::Error) -> String {
 }
 
 impl RegistryApi {
-    /// A client for the registry at `address` over `https` (trusting `ca_pem`
-    /// besides the usual roots, when given) or plain `http`.
+    /// A client for the registry at `address` over `https` (trusting the
+    /// certificates of `ca_pem` besides the usual roots, when given) or plain `http`.
     ///
     /// # Errors
     /// [`RegistryError::Certificate`] when `ca_pem` is not a certificate.
@@ -82,9 +82,13 @@ impl RegistryApi {
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = ca_pem {
-            let certificate =
-                Certificate::from_pem(pem).map_err(|e| RegistryError::Certificate(reason(&e)))?;
+        // Every certificate of the PEM is trusted: a self-signed one, or a chain with its CA.
+        for certificate in ca_pem
+            .map(Certificate::from_pem_bundle)
+            .transpose()
+            .map_err(|e| RegistryError::Certificate(reason(&e)))?
+            .unwrap_or_default()
+        {
             builder = builder.add_root_certificate(certificate);
         }
         let client = builder

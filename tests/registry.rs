@@ -36,7 +36,8 @@ impl Drop for Guard {
                 let _ = docker(&["service", "rm", &service]);
             }
         }
-        for owner in [format!("Registry.{name}"), format!("Secret.{name}-pw")] {
+        let secrets = ["pw", "crt", "key"].map(|s| format!("Secret.{name}-{s}"));
+        for owner in std::iter::once(format!("Registry.{name}")).chain(secrets) {
             let label = format!("swarmkeeper.owner={owner}");
             for object in ["secret", "config"] {
                 for found in names_with_label(object, &label) {
@@ -419,4 +420,85 @@ spec:
 /// Whether nothing listens on the registry's port any more.
 fn v2_closed(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_with_tls_answers_over_https_with_its_certificate() {
+    require_swarm_manager();
+    let name = common::unique_name("regtls");
+    let port = free_port();
+    let guard = Guard {
+        name: name.clone(),
+        port,
+    };
+    let env = Env {
+        store: Etcd::shared().store("registry-tls").await,
+        dir: tempfile::tempdir().unwrap(),
+        seen: Default::default(),
+    };
+    std::fs::write(env.key(), rand::random::<[u8; 32]>()).unwrap();
+    let dir = env.dir.path();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // A server certificate, not a CA: it is its own trust anchor.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let indented = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let records = format!(
+        "apiVersion: swarmkeeper.dev/v1alpha1
+kind: Secret
+metadata: {{name: {name}-crt}}
+spec:
+  value:
+    literal: |
+{cert}---
+apiVersion: swarmkeeper.dev/v1alpha1
+kind: Secret
+metadata: {{name: {name}-key}}
+spec:
+  value:
+    literal: |
+{key}---
+apiVersion: swarmkeeper.dev/v1alpha1
+kind: Registry
+metadata: {{name: {name}}}
+spec:
+  address: 127.0.0.1:{port}
+  deploy:
+    image: local/registry:2
+    port: {port}
+    tls: {{certificateSecret: {name}-crt, keySecret: {name}-key}}
+",
+        cert = indented("cert.pem"),
+        key = indented("key.pem"),
+    );
+    env.apply("tls.yaml", &records);
+    // Ready only once `GET /v2/` answered over HTTPS, trusting the record's certificate.
+    env.converge(&[&format!("Registry/{name}: Ready")]);
+    assert_eq!(v2(port, None), 400, "plain HTTP to the TLS port");
+    let key = std::fs::read_to_string(dir.join("key.pem")).unwrap();
+    let body = key.lines().nth(1).unwrap();
+    assert!(!env.seen.borrow().contains(body), "the TLS key leaked");
+    drop(guard);
 }

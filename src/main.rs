@@ -201,6 +201,7 @@ enum Format {
     Table,
     Yaml,
     Json,
+    Wide,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -302,6 +303,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Format::Table => Output::Table,
         Format::Yaml => Output::Yaml,
         Format::Json => Output::Json,
+        Format::Wide => Output::Wide,
     };
     match cli.command {
         Command::Apply {

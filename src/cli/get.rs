@@ -26,6 +26,14 @@ fn age(t: jiff::Timestamp) -> String {
     }
 }
 
+/// What `get -o wide` adds about a record's status, by kind.
+fn detail(status: &Status) -> String {
+    match &status.database_user {
+        Some(user) => format!("password {}", user.summary()),
+        None => String::new(),
+    }
+}
+
 /// A record as `get -o yaml|json` prints it: its status beside its spec, as
 /// kubectl shows it (`apply` reads such a record without the status).
 async fn with_status(store: &Store, record: &StoredRecord) -> Result<Value, Failure> {
@@ -84,8 +92,9 @@ pub async fn get(
                 print!("---\n{yaml}");
             }
         }
-        Output::Table => {
-            let mut t = Table::new([
+        Output::Table | Output::Wide => {
+            let wide = output == Output::Wide;
+            let mut header = vec![
                 "KIND",
                 "NAME",
                 "PHASE",
@@ -93,7 +102,9 @@ pub async fn get(
                 "OBSERVED",
                 "AGE",
                 "MESSAGE",
-            ]);
+            ];
+            header.extend(wide.then_some("DETAIL"));
+            let mut t = Table::new(header);
             for r in &records {
                 let status = status_of(
                     store
@@ -110,7 +121,7 @@ pub async fn get(
                     ),
                     None => ("-".into(), "-".into(), "-".into(), String::new()),
                 };
-                t.row([
+                let mut row = vec![
                     r.kind.clone(),
                     r.name.clone(),
                     phase,
@@ -118,7 +129,11 @@ pub async fn get(
                     observed,
                     updated,
                     message,
-                ]);
+                ];
+                if wide {
+                    row.push(status.as_ref().map(detail).unwrap_or_default());
+                }
+                t.row(row);
             }
             if t.is_empty() {
                 println!("No records.");
@@ -171,6 +186,9 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
                 for o in &s.owned {
                     println!("  {} {} ({})", o.object, o.name, o.id);
                 }
+            }
+            if let Some(user) = &s.database_user {
+                println!("Password:    {}", user.summary());
             }
             if !s.drift.is_empty() {
                 println!("Last drift:");

@@ -36,6 +36,8 @@ pub enum Output {
     Table,
     Yaml,
     Json,
+    /// The table with a column of kind-specific detail.
+    Wide,
 }
 
 /// Why a command failed, and so its exit code.

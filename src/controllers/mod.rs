@@ -242,9 +242,16 @@ impl Context {
         generation: i64,
         message: String,
     ) -> Result<Action, Error> {
-        self.event(key, true, "Failed", message.clone()).await;
-        self.drift.set_error(key, Vec::new(), &message);
         let status = Status::new(Phase::Failed, generation).with_message(message);
+        self.fail_with(key, status).await
+    }
+
+    /// [`Context::fail`] with a status of the caller's making (one that keeps
+    /// kind-specific memory); its message is the cause.
+    async fn fail_with(&self, key: &RecordKey, status: Status) -> Result<Action, Error> {
+        self.event(key, true, "Failed", status.message.clone())
+            .await;
+        self.drift.set_error(key, Vec::new(), &status.message);
         self.write_status(key, &status).await?;
         Ok(Action::await_change())
     }

@@ -276,6 +276,9 @@ fn load_document(
     Ok((record, warnings, secrets))
 }
 
+#[cfg(test)]
+mod arbitrary;
+
 /// What the child modules' tests share: a folder of files, loaded.
 #[cfg(test)]
 mod fixtures {

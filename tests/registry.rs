@@ -21,6 +21,26 @@ use common::http::free_port;
 use common::swarm::{docker, docker_ok, names_with_label, require_swarm_manager};
 use swarmkeeper::store::Store;
 
+/// Panics unless `local/registry:2` has the shell and `nc` its health check runs
+/// (`hack/setup.sh` builds it with busybox; an older build has neither).
+fn require_registry_image() {
+    let probe = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/bin/sh",
+        "local/registry:2",
+        "-c",
+        "command -v nc",
+    ]);
+    assert!(
+        probe.status.success(),
+        "local/registry:2 has no shell or nc for its health check: run hack/setup.sh"
+    );
+}
+
 /// Removes what the test's records own, its images and the registry's volume.
 struct Guard {
     name: String,
@@ -240,6 +260,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_serves_stacks_with_auth_and_pinned_digests() {
     require_swarm_manager();
+    require_registry_image();
     let name = common::unique_name("reg");
     let port = free_port();
     let guard = Guard {
@@ -425,6 +446,7 @@ fn v2_closed(port: u16) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_with_tls_answers_over_https_with_its_certificate() {
     require_swarm_manager();
+    require_registry_image();
     let name = common::unique_name("regtls");
     let port = free_port();
     let guard = Guard {

@@ -139,17 +139,14 @@ async fn update(
         return Ok(None);
     };
     let spec = desired.service_spec(svc, ids);
+    let auth = desired.auth.get(&svc.name).map(|a| &a.0);
     let update = ctx
         .docker
-        .update_service(
-            current,
-            desired.auth.get(&svc.name).map(|a| &a.0),
-            |fresh| {
-                let live_spec = fresh.spec.clone().unwrap_or_default();
-                (!compare_service(&spec, fresh).is_empty())
-                    .then(|| keep_pinned_digest(&spec, &live_spec))
-            },
-        )
+        .update_service(current, auth, |fresh| {
+            let live_spec = fresh.spec.clone().unwrap_or_default();
+            (!compare_service(&spec, fresh).is_empty())
+                .then(|| keep_pinned_digest(&spec, &live_spec))
+        })
         .await?;
     Ok((update == ServiceUpdate::Updated).then_some("Updated"))
 }

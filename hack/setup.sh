@@ -150,8 +150,11 @@ build_busybox_image() {
 	done_step "built $image"
 }
 
+# busybox gives the image a shell and nc, for the health check the Registry kind sets on /v2/
+# (as the alpine-based registry:2 has them).
 REGISTRY_DOCKERFILE='FROM scratch
 COPY root/ /
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ENTRYPOINT ["/docker-registry"]
 CMD ["serve", "/etc/docker/registry/config.yml"]
 '
@@ -182,12 +185,13 @@ health:
 build_registry_image() {
 	local image=local/registry:2 binary=/usr/bin/docker-registry hash ctx libs
 	mapfile -t libs < <(shared_libraries "$binary")
-	hash=$(image_hash "$REGISTRY_DOCKERFILE$REGISTRY_CONFIG" "$binary" "${libs[@]}")
+	hash=$(image_hash "$REGISTRY_DOCKERFILE$REGISTRY_CONFIG" "$binary" /bin/busybox "${libs[@]}")
 	image_is_current "$image" "$hash" && return 0
 	log "building $image"
 	ctx=$(mktemp -d)
-	mkdir -p "$ctx/root/etc/docker/registry" "$ctx/root/var/lib/registry"
+	mkdir -p "$ctx/root/etc/docker/registry" "$ctx/root/var/lib/registry" "$ctx/root/bin"
 	cp "$binary" "$ctx/root/docker-registry"
+	cp /bin/busybox "$ctx/root/bin/busybox"
 	copy_files "$ctx/root" "${libs[@]}"
 	printf '%s' "$REGISTRY_CONFIG" >"$ctx/root/etc/docker/registry/config.yml"
 	printf '%s' "$REGISTRY_DOCKERFILE" >"$ctx/Dockerfile"

@@ -27,6 +27,7 @@
 //! - [`text`]: bounds on the foreign text a message quotes.
 //! - [`gitops`], [`notify`]: following a Git repository (sync, push webhooks,
 //!   source ownership) and telling people when something fails.
+//! - [`distribution`]: the registry HTTP API: `/v2/` checks and tag digests.
 //!
 //! A record's path: `swarmkeeper apply` → [`api::load`] validates it →
 //! [`store`] writes `<prefix>/desired/<Kind>/<name>` → the leader's etcd
@@ -38,6 +39,7 @@ pub mod api;
 pub mod cli;
 pub mod controllers;
 pub mod db;
+pub mod distribution;
 pub mod docker;
 pub mod gitops;
 pub mod http;

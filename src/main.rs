@@ -212,6 +212,11 @@ enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// A Registry record's registry, for the local Docker client.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
     /// Write the JSON Schema of every kind.
     Schema {
         #[arg(long, default_value = "crds")]
@@ -259,6 +264,13 @@ enum SecretCommand {
     /// Print the current value of a Secret record, or of a secret a
     /// DatabaseUser delivers (its password, its connection string).
     Reveal { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RegistryCommand {
+    /// Log the local Docker client in to the registry (the file `docker login`
+    /// writes), with the record's credentials read from the store.
+    Login { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -489,6 +501,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Secret {
             command: SecretCommand::Reveal { name },
         } => cli::secret::reveal(&global, &name).await,
+        Command::Registry {
+            command: RegistryCommand::Login { name },
+        } => cli::registry::login(&global, &name).await,
         Command::Schema { out } => cli::schema(&out),
     }
 }

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod drift;
 pub mod get;
 pub mod key;
+pub mod registry;
 pub mod run;
 pub mod secret;
 mod sources;

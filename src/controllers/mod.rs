@@ -8,6 +8,9 @@ pub mod database_user;
 pub mod drift_cache;
 pub mod network;
 pub mod node;
+pub mod registry;
+pub mod registry_auth;
+mod registry_mounts;
 pub mod secret;
 mod secret_versions;
 pub mod stack;
@@ -127,6 +130,8 @@ pub struct Context {
     pub notifier: Notifier,
     /// The GitOps source and commit of each record, as last read: its status shows them.
     origins: Arc<Mutex<HashMap<RecordKey, Origin>>>,
+    /// Image digests resolved from Registry records' registries.
+    pub digests: Arc<registry_auth::DigestCache>,
 }
 
 impl Context {
@@ -141,6 +146,7 @@ impl Context {
             drift: Arc::default(),
             notifier: Notifier::disabled(),
             origins: Arc::default(),
+            digests: Arc::default(),
         }
     }
 
@@ -344,6 +350,7 @@ impl Controllers {
             Kind::Secret => secret::reconcile(&self.ctx, &key, stored).await,
             Kind::Node => node::reconcile(&self.ctx, &key, stored).await,
             Kind::DatabaseUser => database_user::reconcile(&self.ctx, &key, stored).await,
+            Kind::Registry => registry::reconcile(&self.ctx, &key, stored).await,
             _ => {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.
@@ -381,6 +388,7 @@ pub async fn drift(
             Kind::Network => network::drift(ctx, &key.name, stored).await?,
             Kind::Node => node::drift(ctx, &key.name, stored).await?,
             Kind::DatabaseUser => database_user::drift(ctx, &key.name, stored).await?,
+            Kind::Registry => registry::drift(ctx, &key.name, stored).await?,
             _ => continue,
         };
         out.records.push(record);

@@ -54,6 +54,31 @@ pub async fn deliver(
         .as_ref()
         .map(|k| k.digest(content.expose()))
         .unwrap_or_default();
+    let content = || std::future::ready(Ok(content.clone()));
+    deliver_digested(ctx, key, owner, logical, &digest, content, labels, live).await
+}
+
+/// As [`deliver`], for content whose bytes differ each time they are made (an
+/// htpasswd file's salts): the version is named after `digest`, a keyed digest
+/// of what the content is made from, and `content` runs only to create it.
+///
+/// # Errors
+/// As [`deliver`], and whatever `content` fails with.
+#[allow(clippy::too_many_arguments)]
+pub async fn deliver_digested<F>(
+    ctx: &Context,
+    key: &RecordKey,
+    owner: &Owner,
+    logical: &str,
+    digest: &str,
+    content: impl FnOnce() -> F,
+    labels: HashMap<String, String>,
+    live: &[&Secret],
+) -> Result<Delivered, Error>
+where
+    F: std::future::Future<Output = Result<SecretValue, Error>>,
+{
+    let digest = digest.to_owned();
     let versioned = versioned_name(logical, &digest).map_err(Error::Invalid)?;
     let id = match live
         .iter()
@@ -65,7 +90,7 @@ pub async fn deliver(
             labels.extend(ctx.docker.owner_labels(owner));
             labels.insert(SPEC_HASH.into(), digest);
             labels.insert(LOGICAL.into(), logical.to_owned());
-            let data = base64::engine::general_purpose::STANDARD.encode(content.expose());
+            let data = base64::engine::general_purpose::STANDARD.encode(content().await?.expose());
             let created = ctx
                 .docker
                 .create_secret(SwarmSecretSpec {

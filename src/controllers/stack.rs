@@ -121,12 +121,24 @@ async fn desired(
             Err(message) => return Ok(Err(Invalid(message))),
         }
     }
+    let images: Vec<(String, String)> = objects
+        .services
+        .iter()
+        .filter_map(|s| {
+            let container = s.spec.task_template.as_ref()?.container_spec.as_ref()?;
+            Some((s.name.clone(), container.image.clone()?))
+        })
+        .collect();
+    let pulls = super::registry_auth::pulls(ctx, &images).await?;
     Ok(Ok(Desired {
         objects,
         secrets,
         configs,
         owner_labels,
         ignore_differences: spec.ignore_differences.clone(),
+        images: pulls.images,
+        auth: pulls.auth,
+        waits: pulls.waits,
     }))
 }
 
@@ -207,7 +219,8 @@ async fn plan_for(
     held: impl Fn(&Service) -> bool,
 ) -> Result<Observed, Error> {
     let mut ids = Ids::default();
-    let missing = externals(ctx, &desired, &mut ids).await?;
+    let mut missing = externals(ctx, &desired, &mut ids).await?;
+    missing.extend(desired.waits.iter().cloned());
     ids.add_known(&desired, live);
     let plan = plan::stack::plan(&desired, live, &ids, missing, held);
     Ok(Observed { desired, ids, plan })

@@ -105,8 +105,9 @@ async fn create(
             else {
                 return Ok(None);
             };
+            let auth = desired.auth.get(&svc.name).map(|a| &a.0);
             docker
-                .create_service(desired.service_spec(svc, ids), None)
+                .create_service(desired.service_spec(svc, ids), auth)
                 .await?;
         }
     }
@@ -138,9 +139,10 @@ async fn update(
         return Ok(None);
     };
     let spec = desired.service_spec_over(svc, ids, current);
+    let auth = desired.auth.get(&svc.name).map(|a| &a.0);
     let update = ctx
         .docker
-        .update_service(current, None, |fresh| {
+        .update_service(current, auth, |fresh| {
             let live_spec = fresh.spec.clone().unwrap_or_default();
             (!compare_service(&spec, fresh).is_empty())
                 .then(|| keep_pinned_digest(&spec, &live_spec))

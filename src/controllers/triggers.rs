@@ -34,21 +34,50 @@ pub fn resync(
 
 /// Record keys from etcd: every record listed, then every change after the
 /// listing's revision. The stream re-lists on compaction and reconnects on its own.
+///
+/// A Registry record's change also names every Stack: the auth and digests
+/// of the images they pull from it may change with it.
 pub fn etcd(store: Store) -> impl Stream<Item = RecordKey> + Send + 'static {
-    stream::once(list_then_watch(store))
+    let watched = store.clone();
+    stream::once(list_then_watch(watched))
         .flatten()
-        .filter_map(|event| async move {
-            let (kind, name) = match event {
-                Ok(WatchEvent::Put { kind, name, .. } | WatchEvent::Delete { kind, name }) => {
-                    (kind, name)
+        .then(move |event| {
+            let store = store.clone();
+            async move {
+                let (kind, name) = match event {
+                    Ok(WatchEvent::Put { kind, name, .. } | WatchEvent::Delete { kind, name }) => {
+                        (kind, name)
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "etcd watch error");
+                        return Vec::new();
+                    }
+                };
+                let Ok(kind) = kind.parse::<Kind>() else {
+                    return Vec::new();
+                };
+                let mut keys = vec![RecordKey::new(kind, name)];
+                if kind == Kind::Registry {
+                    keys.extend(records_of(&store, &[Kind::Stack]).await);
                 }
-                Err(err) => {
-                    tracing::warn!(%err, "etcd watch error");
-                    return None;
-                }
-            };
-            Some(RecordKey::new(kind.parse::<Kind>().ok()?, name))
+                keys
+            }
         })
+        .flat_map(stream::iter)
+}
+
+/// The keys of every record of `kinds`; none (and a warning) when etcd fails.
+async fn records_of(store: &Store, kinds: &[Kind]) -> Vec<RecordKey> {
+    let mut keys = Vec::new();
+    for &kind in kinds {
+        match store.list_records(Some(kind.as_str())).await {
+            Ok((records, _)) => {
+                keys.extend(records.into_iter().map(|r| RecordKey::new(kind, r.name)))
+            }
+            Err(err) => tracing::warn!(%err, %kind, "could not list the records a change concerns"),
+        }
+    }
+    keys
 }
 
 /// The records at one revision, as `Put`s, followed by the watch from the next
@@ -111,21 +140,14 @@ async fn keys_of(c: &Controllers, event: Result<DockerEvent, DockerError>) -> Ve
     };
     let mut keys = vec![RecordKey::new(kind, name)];
     // A new version of a value a record delivers (a Secret record's, a
-    // DatabaseUser's password): the stacks that use it move to it now.
+    // DatabaseUser's password): the stacks that use it move to it now, and
+    // registries roll to a new password.
     if matches!(kind, Kind::Secret | Kind::DatabaseUser)
         && event.typ == EventType::Secret
         && event.action == "create"
     {
-        match c.ctx.store.list_records(Some(Kind::Stack.as_str())).await {
-            Ok((stacks, _)) => keys.extend(
-                stacks
-                    .into_iter()
-                    .map(|r| RecordKey::new(Kind::Stack, r.name)),
-            ),
-            Err(err) => {
-                tracing::warn!(%err, "could not list the stacks a new secret version concerns")
-            }
-        }
+        let kinds = [Kind::Stack, Kind::Registry];
+        keys.extend(records_of(&c.ctx.store, &kinds).await);
     }
     keys
 }

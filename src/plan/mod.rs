@@ -6,4 +6,5 @@ pub mod diff;
 pub mod drift;
 pub mod network;
 pub mod node;
+pub mod registry;
 pub mod stack;

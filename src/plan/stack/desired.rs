@@ -15,6 +15,7 @@ use super::ignore::keep_live_fields;
 use crate::api::SecretValue;
 use crate::docker::labels::SPEC_HASH;
 use crate::plan::convert::{self, NetworkObject, ServiceObject, StackObjects};
+use crate::plan::registry::PullAuth;
 
 /// The live objects one stack record owns.
 pub use crate::docker::OwnedObjects as Live;
@@ -113,6 +114,12 @@ pub struct Desired {
     pub owner_labels: BTreeMap<String, String>,
     /// `spec.ignoreDifferences`: compose paths of fields whose live values are kept.
     pub ignore_differences: Vec<String>,
+    /// By service name: images pinned to the digest their registry resolved.
+    pub images: BTreeMap<String, String>,
+    /// By service name: the registry auth its creates and updates send.
+    pub auth: BTreeMap<String, PullAuth>,
+    /// What the services' registry auth waits for (a password not made yet).
+    pub waits: Vec<String>,
 }
 
 impl Desired {
@@ -144,6 +151,15 @@ impl Desired {
         // The hash covers what the record asked for, before IDs that change on recreate.
         let hash = json_hash(&spec);
         network_ids(&mut spec, &ids.networks);
+        // After the hash: a digest that moved changes the image only.
+        if let Some(image) = self.images.get(&obj.name)
+            && let Some(c) = spec
+                .task_template
+                .as_mut()
+                .and_then(|t| t.container_spec.as_mut())
+        {
+            c.image = Some(image.clone());
+        }
         spec.labels
             .get_or_insert_with(HashMap::new)
             .insert(SPEC_HASH.to_string(), hash);

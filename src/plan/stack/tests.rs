@@ -114,7 +114,7 @@ impl Shape {
             secrets,
             configs,
             owner_labels,
-            ignore_differences: Vec::new(),
+            ..Desired::default()
         }
     }
 }
@@ -537,4 +537,37 @@ fn an_external_that_is_missing_is_waited_for() {
         |_| false,
     );
     assert_eq!(plan.waits, ["network \"edge\""]);
+}
+
+#[test]
+fn a_resolved_digest_that_moved_is_an_image_update_and_an_unresolved_tag_keeps_the_pin() {
+    let mut desired = two_services().desired();
+    let mut model = Model::default();
+    let first = model.plan(&desired);
+    model.execute(&desired, &first, usize::MAX);
+    let pin = |desired: &mut Desired, digest: Option<&str>| {
+        desired.images.clear();
+        if let Some(d) = digest {
+            let image = format!("local/busybox:1@sha256:{d}");
+            desired.images.insert(format!("{STACK}_s0"), image);
+        }
+    };
+    let image_update = |plan: &Plan| -> Vec<String> {
+        plan.actions()
+            .flat_map(|s| match &s.change {
+                Change::Update(fields) => fields.iter().map(|f| f.path.clone()).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    for digest in ["aa", "bb"] {
+        pin(&mut desired, Some(digest));
+        let plan = model.plan(&desired);
+        assert_eq!(image_update(&plan), ["services.s0.image"], "{plan:?}");
+        model.execute(&desired, &plan, usize::MAX);
+        assert!(model.plan(&desired).actions().next().is_none());
+        // The registry did not answer: the tag is not resolved, the pin stays.
+        pin(&mut desired, None);
+        assert!(model.plan(&desired).actions().next().is_none());
+    }
 }

@@ -176,7 +176,10 @@ pub(crate) fn validate_name(path: &str, name: &str, errors: &mut Errors) {
         );
     }
     if name.contains('.') {
-        errors.push(path, "a BackupJob's name has no '.' (swarm service names do not allow it)");
+        errors.push(
+            path,
+            "a BackupJob's name has no '.' (swarm service names do not allow it)",
+        );
     }
 }
 

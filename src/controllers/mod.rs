@@ -4,6 +4,8 @@
 //! writes what came of it (status, events). Reconcilers never branch on why
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
+pub mod backup_job;
+mod backup_run;
 pub mod database_user;
 pub mod drift_cache;
 pub mod network;
@@ -302,6 +304,10 @@ impl Controllers {
             Kind::Secret => secret::reconcile(&self.ctx, &key, stored).await,
             Kind::Node => node::reconcile(&self.ctx, &key, stored).await,
             Kind::DatabaseUser => database_user::reconcile(&self.ctx, &key, stored).await,
+            Kind::BackupJob => {
+                let metrics = self.metrics.as_deref();
+                backup_job::reconcile(&self.ctx, &key, stored, metrics).await
+            }
             _ => {
                 // Other kinds get their reconcilers in later releases; say so rather than
                 // pretend they converged.

@@ -67,6 +67,9 @@ pub struct Status {
     /// When the phase last changed: how long the record has been in it.
     #[serde(default = "jiff::Timestamp::now")]
     pub since: jiff::Timestamp,
+    /// A BackupJob's schedule and history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_job: Option<crate::plan::backup_job::BackupJobStatus>,
 }
 
 impl Status {
@@ -81,6 +84,7 @@ impl Status {
             drift: Vec::new(),
             updated_at: jiff::Timestamp::now(),
             since: jiff::Timestamp::now(),
+            backup_job: None,
         }
     }
 
@@ -138,6 +142,7 @@ mod tests {
             }],
             updated_at: jiff::Timestamp::UNIX_EPOCH,
             since: jiff::Timestamp::UNIX_EPOCH,
+            backup_job: None,
         };
         let value = serde_json::to_value(&status).unwrap();
         assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);

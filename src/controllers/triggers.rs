@@ -4,7 +4,7 @@
 //!
 //! - [`etcd`]: every record listed, then each change the watch sees.
 //! - [`docker`]: the owner of each object a Docker event is about (plus the
-//!   stacks that use a Secret record's new version), and every record again
+//!   stacks and backup jobs that use a Secret record's new version), and every record again
 //!   after the events stream reconnects.
 //! - [`resync`]: every record, periodically: what heals a missed event.
 
@@ -111,19 +111,20 @@ async fn keys_of(c: &Controllers, event: Result<DockerEvent, DockerError>) -> Ve
     };
     let mut keys = vec![RecordKey::new(kind, name)];
     // A new version of a value a record delivers (a Secret record's, a
-    // DatabaseUser's password): the stacks that use it move to it now.
+    // DatabaseUser's password): the stacks and backup jobs that use it move to
+    // it (or stop waiting for it) now.
     if matches!(kind, Kind::Secret | Kind::DatabaseUser)
         && event.typ == EventType::Secret
         && event.action == "create"
     {
-        match c.ctx.store.list_records(Some(Kind::Stack.as_str())).await {
-            Ok((stacks, _)) => keys.extend(
-                stacks
-                    .into_iter()
-                    .map(|r| RecordKey::new(Kind::Stack, r.name)),
-            ),
-            Err(err) => {
-                tracing::warn!(%err, "could not list the stacks a new secret version concerns")
+        for users in [Kind::Stack, Kind::BackupJob] {
+            match c.ctx.store.list_records(Some(users.as_str())).await {
+                Ok((records, _)) => {
+                    keys.extend(records.into_iter().map(|r| RecordKey::new(users, r.name)));
+                }
+                Err(err) => {
+                    tracing::warn!(%err, kind = %users, "could not list the records a new secret version concerns")
+                }
             }
         }
     }

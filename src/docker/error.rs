@@ -178,6 +178,13 @@ impl DockerError {
             if message.contains("is in use by") || message.contains("has active endpoints"))
     }
 
+    /// Whether a create was refused because an object of that name exists: swarmkit's
+    /// `AlreadyExists`, which dockerd answers as 409.
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        self.source_error().and_then(status_code) == Some(409)
+    }
+
     /// Whether the write lost a race against another writer of the same object.
     #[must_use]
     pub fn is_out_of_sequence(&self) -> bool {

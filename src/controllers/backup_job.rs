@@ -83,7 +83,9 @@ pub async fn reconcile(
         Ok((settings, spec)) => (spec, settings),
         Err(message) => return ctx.fail(key, generation, message).await,
     };
+    let containers = backup_run::stopped_containers(ctx, &key.name).await?;
     let found = backup_run::observe(ctx, &key.name, Some(&spec), known).await?;
+    backup_run::remove_leftovers(ctx, &containers, &found).await?;
     let attachments = backup_run::attachments(ctx, &spec).await?;
     let live: Vec<_> = found.iter().map(|f| f.run.clone()).collect();
     let now = Timestamp::now();

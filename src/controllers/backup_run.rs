@@ -120,6 +120,34 @@ impl Found {
     }
 }
 
+/// The stopped containers of the job's tasks on this node, listed before its services
+/// are: a container whose service is then not found belongs to a removed run.
+///
+/// # Errors
+/// When dockerd fails.
+pub async fn stopped_containers(ctx: &Context, job: &str) -> Result<Vec<(String, String)>, Error> {
+    Ok(ctx.docker.stopped_task_containers(&owner(job)).await?)
+}
+
+/// Removes the containers among `containers` whose run service is not in `found`:
+/// dockerd 20.10 leaves them behind, holding the volumes they mount.
+///
+/// # Errors
+/// When dockerd fails.
+pub async fn remove_leftovers(
+    ctx: &Context,
+    containers: &[(String, String)],
+    found: &[Found],
+) -> Result<(), Error> {
+    for (id, service) in containers {
+        if !found.iter().any(|f| f.run.name == *service) {
+            tracing::debug!(container = %id, service, "removing a removed run's container");
+            ctx.docker.remove_container(id).await?;
+        }
+    }
+    Ok(())
+}
+
 /// What the job's secrets and networks are in the swarm now, or what is missing.
 ///
 /// # Errors

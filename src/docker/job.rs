@@ -1,12 +1,23 @@
-//! Job services' tasks: how a run's task ended (state, exit code, error) and the last
-//! lines of its output.
+//! Job services' tasks: how a run's task ended (state, exit code, error), the last
+//! lines of its output, and the containers a removed job service leaves behind.
+//!
+//! # Caveats
+//! dockerd 20.10 keeps the exited container of a job's task after the service is
+//! removed (with the volumes it mounts in use): the containers carry their owner's
+//! labels so that they can be found and removed. Only this node's are seen.
 
 use bollard::container::LogOutput;
 use bollard::models::TaskState;
-use bollard::query_parameters::{ListTasksOptions, LogsOptions};
+use bollard::query_parameters::{
+    ListContainersOptions, ListTasksOptions, LogsOptions, RemoveContainerOptions,
+};
 use futures::StreamExt;
 
+use super::labels::{self, Owner};
 use super::{Access, Docker, DockerError};
+
+/// The label swarm puts on a task's container: the name of its service.
+const SERVICE_NAME: &str = "com.docker.swarm.service.name";
 use crate::text::truncate;
 
 /// The longest line of output kept; longer ones are cut.
@@ -69,6 +80,61 @@ impl Docker {
                 error: status.err.unwrap_or_default(),
             }
         }))
+    }
+
+    /// This node's stopped containers of `owner`'s tasks: (container ID, service name).
+    ///
+    /// # Errors
+    /// [`DockerError::List`] when dockerd fails to answer.
+    pub async fn stopped_task_containers(
+        &self,
+        owner: &Owner,
+    ) -> Result<Vec<(String, String)>, DockerError> {
+        let mut filters = labels::filters(Some(owner), self.scope());
+        filters.insert("status".into(), vec!["exited".into(), "dead".into()]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..ListContainersOptions::default()
+        };
+        let containers = self
+            .call(
+                Access::Read("container_list"),
+                self.inner.list_containers(Some(options)),
+            )
+            .await
+            .map_err(|source| DockerError::List {
+                what: "containers",
+                source,
+            })?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let service = c.labels.as_ref()?.get(SERVICE_NAME)?.clone();
+                Some((c.id?, service))
+            })
+            .collect())
+    }
+
+    /// Removes a stopped container; one already gone counts as removed.
+    ///
+    /// # Errors
+    /// [`DockerError::RemoveContainer`] when dockerd refuses or does not answer.
+    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptions {
+            v: false,
+            force: true,
+            link: false,
+        };
+        self.remove(
+            self.write("container_remove")?,
+            self.inner.remove_container(id, Some(options)),
+        )
+        .await
+        .map_err(|source| DockerError::RemoveContainer {
+            container: id.to_owned(),
+            source,
+        })
     }
 
     /// The last `lines` lines a task wrote to stdout and stderr, each cut to a bounded length.

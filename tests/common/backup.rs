@@ -80,7 +80,14 @@ impl Drop for Cleanup {
                 let _ = docker(&["service", "rm", &service]);
             }
         }
-        // A removed service's containers go a moment later; until then the volume is in use.
+        // dockerd 20.10 keeps a job task's container after its service is removed.
+        for job in &self.jobs {
+            let label = format!("label=swarmkeeper.owner=BackupJob.{job}");
+            let listed = docker(&["ps", "-aq", "--filter", &label]);
+            for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+                let _ = docker(&["rm", "-f", id]);
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         for volume in &self.volumes {
             while !docker(&["volume", "rm", "-f", volume]).status.success()

@@ -43,6 +43,8 @@ pub fn run_spec(
     owner_labels: HashMap<String, String>,
     attachments: &Attachments,
 ) -> ServiceSpec {
+    // The containers carry the owner too: dockerd 20.10 leaves them behind with the service.
+    let container_labels = owner_labels.clone();
     let mut labels = owner_labels;
     labels.insert(LABEL_SCHEDULED.into(), scheduled.to_string());
     let trigger = if manual { "manual" } else { "schedule" };
@@ -77,6 +79,7 @@ pub fn run_spec(
         .collect();
     let container = TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
+        labels: Some(container_labels),
         // As `docker run IMAGE COMMAND`: the image's entrypoint, if any, runs it.
         args: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: (!spec.env.is_empty())

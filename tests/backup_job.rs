@@ -277,7 +277,7 @@ async fn backup_run_starts_a_run_and_history_shows_it() {
     assert!(out.status.success(), "{out:?}");
     let started = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let run = started.strip_prefix("started run ").unwrap().to_owned();
-    assert_eq!(run_services(&name), [run.clone()]);
+    assert_eq!(run_services(&name), std::slice::from_ref(&run));
     let again = cli(&store).args(["backup", "run", &name]).output().unwrap();
     assert_eq!(again.status.code(), Some(1), "{again:?}");
     assert!(

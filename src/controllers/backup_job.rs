@@ -241,26 +241,27 @@ fn status_of(generation: i64, plan: &Plan, missing: Option<Vec<String>>) -> Stat
     }
 }
 
-/// After the record is deleted: its run services go, active or not, then its status.
+/// After the record is deleted: its run services go, active or not, then their
+/// containers, then its status.
 async fn forget(
     ctx: &Context,
     key: &RecordKey,
     metrics: Option<&Metrics>,
 ) -> Result<Action, Error> {
-    for found in backup_run::observe(ctx, &key.name, None, None).await? {
-        ctx.docker.remove_service(&found.id).await?;
-        ctx.event(
-            key,
-            false,
-            "Removed",
-            format!("removed run service {}", found.run.name),
-        )
-        .await;
+    let containers = backup_run::stopped_containers(ctx, &key.name).await?;
+    let found = backup_run::observe(ctx, &key.name, None, None).await?;
+    for run in &found {
+        ctx.docker.remove_service(&run.id).await?;
+        let message = format!("removed run service {}", run.run.name);
+        ctx.event(key, false, "Removed", message).await;
     }
+    backup_run::remove_leftovers(ctx, &containers, &[]).await?;
     if let Some(m) = metrics {
         m.backup_job_deleted(&key.name);
     }
-    ctx.forget(key, false).await
+    // The removed services' containers stop a moment later: one more pass removes them.
+    ctx.forget(key, !found.is_empty() || !containers.is_empty())
+        .await
 }
 
 /// Starts a run of the job `name` now, for `backup run`: as the schedule would, it

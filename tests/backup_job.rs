@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use common::Etcd;
 use common::backup::{
-    Cleanup, Operator, cli, events, eventually, history, put, run_services, status, volume_lines,
+    Cleanup, Operator, cli, events, eventually, history, put, run_containers, run_services, status,
+    volume_lines,
 };
 use common::controllers::{controllers, pass};
 use common::http::{last_write, metric};
@@ -114,6 +115,16 @@ async fn appends_and_keeps_limits(store: &Store, job: &str, addr: &str) {
             })
             .count();
         (kept == 2 && succeeded(&runs) >= 3).then_some(())
+    })
+    .await;
+    // dockerd keeps a removed job's container; the controller removes it.
+    eventually("removed runs' containers are gone", LIMIT, async || {
+        let containers = run_containers(job);
+        let services = run_services(job);
+        containers
+            .iter()
+            .all(|c| services.contains(c))
+            .then_some(())
     })
     .await;
     assert!(volume_lines(job, "runs").len() >= 3);

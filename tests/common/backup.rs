@@ -190,3 +190,19 @@ pub fn volume_lines(volume: &str, file: &str) -> Vec<String> {
 pub fn run_services(job: &str) -> Vec<String> {
     names_with_label("service", &format!("swarmkeeper.owner=BackupJob.{job}"))
 }
+
+/// The run services that the job's containers on this node belong to.
+pub fn run_containers(job: &str) -> Vec<String> {
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=swarmkeeper.owner=BackupJob.{job}"),
+        "--format",
+        "{{.Label \"com.docker.swarm.service.name\"}}",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

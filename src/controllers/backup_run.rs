@@ -65,23 +65,30 @@ pub async fn observe(
         let manual = labels(&service)
             .and_then(|l| l.get(LABEL_TRIGGER))
             .is_some_and(|t| t == "manual");
-        let task = ctx.docker.job_task(&id).await?;
-        let state = match &task {
-            Some(t) if t.ended => LiveState::Ended {
+        // A run the history already records as ended is not looked at again: a pass
+        // reads the tasks of the active runs only, however many services are kept.
+        let recorded = known.and_then(|k| k.runs.iter().find(|r| r.name == name));
+        let ended = recorded.filter(|r| r.result != RunResult::Running);
+        let task = match ended {
+            Some(_) => None,
+            None => ctx.docker.job_task(&id).await?,
+        };
+        let state = match (&task, ended) {
+            (_, Some(run)) => LiveState::Ended {
+                at: run.finished.unwrap_or(run.started),
+                exit_code: run.exit_code,
+                error: run.message.clone(),
+            },
+            (Some(t), None) if t.ended => LiveState::Ended {
                 at: parse_time(t.timestamp.as_deref()).unwrap_or_else(Timestamp::now),
                 exit_code: t.exit_code,
                 error: t.error.clone(),
             },
             _ => LiveState::Active,
         };
-        let recorded_ended = known
-            .and_then(|k| k.runs.iter().find(|r| r.name == name))
-            .is_some_and(|r| r.result != RunResult::Running);
         let sensitive = spec.is_none_or(|s| s.sensitive_logs);
         let log = match &task {
-            Some(t) if t.ended && !recorded_ended && !sensitive => {
-                ctx.docker.task_log_tail(&t.id, TAIL_LINES).await?
-            }
+            Some(t) if t.ended && !sensitive => ctx.docker.task_log_tail(&t.id, TAIL_LINES).await?,
             _ => Vec::new(),
         };
         found.push(Found {

@@ -288,4 +288,25 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_job_name_must_fit_its_runs_service_names() {
+        let record = |name: &str| {
+            crate::api::Record::from_value(serde_json::json!({
+                "apiVersion": crate::api::API_VERSION, "kind": "BackupJob",
+                "metadata": {"name": name},
+                "spec": {"schedule": "0 3 * * *", "image": "pg"},
+            }))
+            .map(drop)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert!(record(&"a".repeat(NAME_LIMIT)).is_ok());
+        let long = record(&"a".repeat(NAME_LIMIT + 1)).unwrap_err();
+        assert!(long[0].contains("at most 46 characters"), "{long:?}");
+        let dotted = record("db.nightly").unwrap_err();
+        assert!(
+            dotted[0].starts_with("metadata.name: a BackupJob's name has no '.'"),
+            "{dotted:?}"
+        );
+    }
 }

@@ -295,6 +295,14 @@ async fn backup_run_starts_a_run_and_history_shows_it() {
         String::from_utf8_lossy(&again.stderr).contains("Forbid"),
         "{again:?}"
     );
+    // Run names have a second's resolution: the forced run starts a second later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let forced = cli(&store)
+        .args(["backup", "run", &name, "--force"])
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{forced:?}");
+    assert_eq!(run_services(&name).len(), 2);
     eventually("the run is recorded as succeeded", LIMIT, async || {
         pass(&controllers, std::slice::from_ref(&key)).await;
         let runs = history(&store, &name).await;

@@ -61,6 +61,13 @@ pub struct JobResultLabels {
 /// A gauge of seconds (a time, a duration), fractional.
 pub type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
+/// Labels of `swarmkeeper_notifications_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// `sent`, `failed` (after the retries) or `dropped` (a queue was full).
+    pub result: &'static str,
+}
+
 /// 5 ms doubling to about 41 s: a converged pass takes milliseconds, a
 /// stack deploy on a busy machine tens of seconds.
 fn duration_histogram() -> Histogram {
@@ -83,6 +90,8 @@ pub struct Metrics {
     pub backup_runs: Family<JobResultLabels, Counter>,
     /// How long each job's last finished run took.
     pub backup_duration: Family<JobLabel, SecondsGauge>,
+    /// Counted by [`crate::notify::Notifier`].
+    pub notifications: Family<NotifyLabels, Counter>,
 }
 
 impl Metrics {
@@ -101,6 +110,7 @@ impl Metrics {
             backup_last_success: Family::default(),
             backup_runs: Family::default(),
             backup_duration: Family::default(),
+            notifications: Family::default(),
         };
         metrics.register_all();
         docker.register(&mut metrics.registry);
@@ -166,6 +176,11 @@ impl Metrics {
             "How long each BackupJob's last finished run took",
             Unit::Seconds,
             self.backup_duration.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications by result: sent, failed after retries, dropped from a full queue",
+            self.notifications.clone(),
         );
     }
 

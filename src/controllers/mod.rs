@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
+use crate::gitops::owner::Origin;
+use crate::notify::Notifier;
 use crate::plan::drift::DriftReport;
 use crate::runtime::{Action, Reconciler};
 use crate::store::{Event, Keyring, Store, StoreError, WriteFence};
@@ -122,6 +124,11 @@ pub struct Context {
     last_events: Arc<Mutex<HashMap<RecordKey, (String, Event)>>>,
     /// What each record's last reconcile left different from its desired state.
     pub drift: Arc<DriftCache>,
+    /// Told of every status transition (failing, recovered, drifting); the
+    /// BackupJob controller tells it of failed and stale backups.
+    pub notifier: Notifier,
+    /// The GitOps source and commit of each record, as last read: its status shows them.
+    origins: Arc<Mutex<HashMap<RecordKey, Origin>>>,
 }
 
 impl Context {
@@ -134,7 +141,36 @@ impl Context {
             resync,
             last_events: Arc::default(),
             drift: Arc::default(),
+            notifier: Notifier::disabled(),
+            origins: Arc::default(),
         }
+    }
+
+    /// The same context, telling `notifier` of status transitions.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Remembers where a record read for a reconcile came from, for its status.
+    fn note_origin(&self, key: &RecordKey, stored: Option<&crate::store::Versioned>) {
+        let mut origins = self
+            .origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match stored.and_then(|s| crate::gitops::owner::origin(&s.value)) {
+            Some(origin) => origins.insert(key.clone(), origin),
+            None => origins.remove(key),
+        };
+    }
+
+    fn origin(&self, key: &RecordKey) -> Option<Origin> {
+        let origins = self
+            .origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        origins.get(key).cloned()
     }
 
     /// The same context, keeping its records' drift in `drift` (one with the
@@ -175,17 +211,10 @@ impl Context {
         };
         let previous = self.last_events().get(key).cloned();
         let (kind, name) = (key.kind.as_str(), key.name.as_str());
-        let written = match previous {
-            Some((id, last)) if last.repeats(&event) => {
-                let folded = last.seen_again(event.time);
-                let updated = self.store.update_event(kind, name, &id, &folded).await;
-                updated.map(|()| (id, folded))
-            }
-            _ => {
-                let put = self.store.put_event(kind, name, &event).await;
-                put.map(|id| (id, event))
-            }
-        };
+        let written = self
+            .store
+            .put_or_fold_event(kind, name, previous, event)
+            .await;
         match written {
             Ok(last) => {
                 self.last_events().insert(key.clone(), last);
@@ -219,6 +248,7 @@ impl Context {
         let previous = self.read_status(key).await?;
         let status = Status {
             message: bounded(status.message.clone()),
+            source: self.origin(key),
             ..status.clone()
         };
         let Some(status) = status.changed_from(previous.as_ref()) else {
@@ -228,6 +258,9 @@ impl Context {
         self.store
             .put_status(key.kind.as_str(), &key.name, &value)
             .await?;
+        // Only once written: a deposed leader's refused write tells no one.
+        self.notifier
+            .status_changed(key, previous.as_ref(), &status);
         Ok(())
     }
 
@@ -238,9 +271,16 @@ impl Context {
         generation: i64,
         message: String,
     ) -> Result<Action, Error> {
-        self.event(key, true, "Failed", message.clone()).await;
-        self.drift.set_error(key, Vec::new(), &message);
         let status = Status::new(Phase::Failed, generation).with_message(message);
+        self.fail_with(key, status).await
+    }
+
+    /// [`Context::fail`] with a status of the caller's making (one that keeps
+    /// kind-specific memory); its message is the cause.
+    async fn fail_with(&self, key: &RecordKey, status: Status) -> Result<Action, Error> {
+        self.event(key, true, "Failed", status.message.clone())
+            .await;
+        self.drift.set_error(key, Vec::new(), &status.message);
         self.write_status(key, &status).await?;
         Ok(Action::await_change())
     }
@@ -281,6 +321,7 @@ impl Context {
             .delete_status(key.kind.as_str(), &key.name)
             .await?;
         self.last_events().remove(key);
+        self.note_origin(key, None);
         Ok(Action::await_change())
     }
 }
@@ -298,6 +339,7 @@ impl Controllers {
             .store
             .get_record(key.kind.as_str(), &key.name)
             .await?;
+        self.ctx.note_origin(&key, stored.as_ref());
         match key.kind {
             Kind::Stack => stack::reconcile(&self.ctx, &key, stored).await,
             Kind::Network => network::reconcile(&self.ctx, &key, stored).await,

@@ -123,6 +123,7 @@ async fn desired(
         secrets,
         configs,
         owner_labels,
+        ignore_differences: spec.ignore_differences.clone(),
     }))
 }
 

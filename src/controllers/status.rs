@@ -70,6 +70,12 @@ pub struct Status {
     /// A BackupJob's schedule and history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_job: Option<crate::plan::backup_job::BackupJobStatus>,
+    /// The GitOps source and commit the record's current content came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::gitops::owner::Origin>,
+    /// A DatabaseUser's password rotation, and the spec its cleanup acts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_user: Option<super::database_user::DatabaseUserStatus>,
 }
 
 impl Status {
@@ -85,6 +91,8 @@ impl Status {
             updated_at: jiff::Timestamp::now(),
             since: jiff::Timestamp::now(),
             backup_job: None,
+            source: None,
+            database_user: None,
         }
     }
 
@@ -143,6 +151,8 @@ mod tests {
             updated_at: jiff::Timestamp::UNIX_EPOCH,
             since: jiff::Timestamp::UNIX_EPOCH,
             backup_job: None,
+            source: None,
+            database_user: None,
         };
         let value = serde_json::to_value(&status).unwrap();
         assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);

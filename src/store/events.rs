@@ -131,6 +131,32 @@ impl Store {
         Ok(id)
     }
 
+    /// Appends `event` to a record's log, or folds it into `last` (the log's
+    /// previous event, as `(id, event)`) when it repeats it; returns the log's
+    /// last event now.
+    ///
+    /// # Errors
+    /// As [`Store::put_event`].
+    pub async fn put_or_fold_event(
+        &self,
+        kind: &str,
+        name: &str,
+        last: Option<(String, Event)>,
+        event: Event,
+    ) -> Result<(String, Event), StoreError> {
+        match last {
+            Some((id, last)) if last.repeats(&event) => {
+                let folded = last.seen_again(event.time);
+                self.update_event(kind, name, &id, &folded).await?;
+                Ok((id, folded))
+            }
+            _ => {
+                let id = self.put_event(kind, name, &event).await?;
+                Ok((id, event))
+            }
+        }
+    }
+
     /// Writes the event `id` of a record again (a repeat folded into it), on a
     /// current lease, so it lives `event_ttl` from its last occurrence.
     ///

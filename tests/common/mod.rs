@@ -23,6 +23,7 @@
 pub mod backup;
 pub mod controllers;
 pub mod http;
+pub mod parity;
 pub mod swarm;
 
 use std::io::{Read, Write};

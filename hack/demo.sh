@@ -193,6 +193,7 @@ cleanup() {
 		wait_for 20 "the registry's volume to be free" docker volume rm registry_data ||
 			warn "volume registry_data is left"
 	fi
+	docker volume rm "$DEMO_BACKUPS" >/dev/null 2>&1 || true
 	rm -rf "$WORK"
 	exit "$rc"
 }
@@ -209,8 +210,54 @@ create_demo_admin() {
 drop_demo_databases() {
 	# The examples keep their users (deletionPolicy: Retain), so the demo drops them itself.
 	demo_psql "DROP DATABASE IF EXISTS kittenapi WITH (FORCE)" 2>/dev/null || true
+	demo_psql "DROP DATABASE IF EXISTS kittenapi_restored" 2>/dev/null || true
 	demo_psql "DROP ROLE IF EXISTS kittenapi" 2>/dev/null || true
 	demo_psql "DROP ROLE IF EXISTS $DEMO_PG_ADMIN" 2>/dev/null || true
+}
+
+# A backup of the kittenapi database: a BackupJob that pg_dumps it into a volume (on the host
+# network, which reaches the local PostgreSQL), started at once with `backup run`, then restored
+# into a fresh database.
+DEMO_BACKUPS=swarmkeeper-demo-backups
+backup_and_restore() {
+	local password
+	password=$("$SWARMKEEPER" secret reveal kittenapi_db_password)
+	PGPASSWORD=$password show psql -h 127.0.0.1 -U kittenapi -d kittenapi -v ON_ERROR_STOP=1 -Atqc \
+		"CREATE TABLE IF NOT EXISTS kittens (name text); INSERT INTO kittens VALUES ('tom')"
+	cat >"$WORK/desired/06-demo-backup.yaml" <<EOF
+apiVersion: swarmkeeper.dev/v1alpha1
+kind: BackupJob
+metadata:
+  name: kittenapi-dump
+spec:
+  schedule: "0 3 * * *"
+  timeZone: Europe/Berlin
+  image: local/postgres-client:15
+  command:
+    - sh
+    - -c
+    - PGPASSWORD=\$(cat /run/secrets/kittenapi_db_password) pg_dump --no-owner -h 127.0.0.1 -U kittenapi kittenapi > /backups/kittenapi-\$(date +%s).sql && ls -1t /backups/kittenapi-* | tail -n +4 | xargs -r rm
+  secrets: [kittenapi_db_password]
+  networks: [host]
+  mounts:
+    - {type: volume, source: $DEMO_BACKUPS, target: /backups}
+  staleAfter: 26h
+EOF
+	show "$SWARMKEEPER" apply -f "$WORK/desired/06-demo-backup.yaml"
+	"$SWARMKEEPER" run --once >/dev/null
+	show "$SWARMKEEPER" backup run kittenapi-dump
+	# `run --once` records the run in the history once its task ended.
+	wait_for 60 "the backup run to succeed" backup_succeeded || die "the backup run did not succeed"
+	show "$SWARMKEEPER" backup history kittenapi-dump
+	demo_psql "CREATE DATABASE kittenapi_restored"
+	docker run --rm -v "$DEMO_BACKUPS:/backups" local/postgres-client:15 sh -c 'cat $(ls -1t /backups/kittenapi-* | head -n 1)' |
+		su postgres -c "psql -q -v ON_ERROR_STOP=1 -d kittenapi_restored" >/dev/null
+	show su postgres -c "psql -d kittenapi_restored -c 'SELECT name FROM kittens'"
+}
+
+backup_succeeded() {
+	"$SWARMKEEPER" run --once >/dev/null 2>&1
+	"$SWARMKEEPER" backup history kittenapi-dump -o json | grep -q '"result": "Succeeded"'
 }
 
 main() {
@@ -262,6 +309,8 @@ main() {
 	show docker service inspect kittenapi_kittenapi --format '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}'
 
 	demo_registry
+	banner "A backup, restored"
+	backup_and_restore
 
 	banner "Drift made by hand"
 	show docker service scale --detach whoami_whoami=1

@@ -222,6 +222,33 @@ enum Command {
         #[arg(long, default_value = "crds")]
         out: PathBuf,
     },
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+/// A BackupJob's runs.
+#[derive(Subcommand, Debug)]
+enum BackupCommand {
+    /// Start a run now; it obeys the job's concurrencyPolicy unless --force.
+    Run {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// The runs the job's status records, oldest first.
+    History {
+        name: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = HistoryFormat::Table)]
+        output: HistoryFormat,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum HistoryFormat {
+    Table,
+    Json,
 }
 
 /// Where `run` sends notifications.
@@ -505,5 +532,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             command: RegistryCommand::Login { name },
         } => cli::registry::login(&global, &name).await,
         Command::Schema { out } => cli::schema(&out),
+        Command::Backup {
+            command: BackupCommand::Run { name, force },
+        } => cli::backup::run(&global, &name, force).await,
+        Command::Backup {
+            command: BackupCommand::History { name, output: o },
+        } => {
+            let format = match o {
+                HistoryFormat::Table => cli::backup::HistoryOutput::Table,
+                HistoryFormat::Json => cli::backup::HistoryOutput::Json,
+            };
+            cli::backup::history(&global, &name, format).await
+        }
     }
 }

@@ -44,6 +44,23 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// The BackupJob a metric is about.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    pub job: String,
+}
+
+/// Labels of `swarmkeeper_backup_runs_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobResultLabels {
+    pub job: String,
+    /// `succeeded` or `failed`.
+    pub result: &'static str,
+}
+
+/// A gauge of seconds (a time, a duration), fractional.
+pub type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// Labels of `swarmkeeper_notifications_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifyLabels {
@@ -69,6 +86,10 @@ pub struct Metrics {
     pub workqueue_adds: Counter,
     pub workqueue_retries: Counter,
     pub leader: Gauge,
+    pub backup_last_success: Family<JobLabel, SecondsGauge>,
+    pub backup_runs: Family<JobResultLabels, Counter>,
+    /// How long each job's last finished run took.
+    pub backup_duration: Family<JobLabel, SecondsGauge>,
     /// Counted by [`crate::notify::Notifier`].
     pub notifications: Family<NotifyLabels, Counter>,
 }
@@ -86,6 +107,9 @@ impl Metrics {
             workqueue_adds: Counter::default(),
             workqueue_retries: Counter::default(),
             leader: Gauge::default(),
+            backup_last_success: Family::default(),
+            backup_runs: Family::default(),
+            backup_duration: Family::default(),
             notifications: Family::default(),
         };
         metrics.register_all();
@@ -136,6 +160,23 @@ impl Metrics {
             "1 when this replica is the leader",
             self.leader.clone(),
         );
+        registry.register_with_unit(
+            "backup_last_success_timestamp",
+            "When each BackupJob's newest successful run ended (Unix time)",
+            Unit::Seconds,
+            self.backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_runs",
+            "BackupJob runs that ended, by job and result (succeeded or failed)",
+            self.backup_runs.clone(),
+        );
+        registry.register_with_unit(
+            "backup_duration",
+            "How long each BackupJob's last finished run took",
+            Unit::Seconds,
+            self.backup_duration.clone(),
+        );
         registry.register(
             "notifications",
             "Notifications by result: sent, failed after retries, dropped from a full queue",
@@ -176,6 +217,48 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Records a BackupJob run that ended: `succeeded` tells the result.
+    pub fn backup_run_ended(&self, job: &str, succeeded: bool, seconds: Option<f64>) {
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.backup_runs
+            .get_or_create(&JobResultLabels {
+                job: job.to_owned(),
+                result,
+            })
+            .inc();
+        if let Some(seconds) = seconds {
+            let job = JobLabel {
+                job: job.to_owned(),
+            };
+            self.backup_duration.get_or_create(&job).set(seconds);
+        }
+    }
+
+    /// Sets when `job`'s newest successful run ended, as its status says.
+    pub fn backup_last_success(&self, job: &str, at: jiff::Timestamp) {
+        let job = JobLabel {
+            job: job.to_owned(),
+        };
+        self.backup_last_success
+            .get_or_create(&job)
+            .set(at.as_millisecond() as f64 / 1000.0);
+    }
+
+    /// Drops the series of a deleted job.
+    pub fn backup_job_deleted(&self, job: &str) {
+        let label = JobLabel {
+            job: job.to_owned(),
+        };
+        self.backup_last_success.remove(&label);
+        self.backup_duration.remove(&label);
+        for result in ["succeeded", "failed"] {
+            self.backup_runs.remove(&JobResultLabels {
+                job: job.to_owned(),
+                result,
+            });
+        }
     }
 
     /// The OpenMetrics text exposition.

@@ -263,6 +263,9 @@ impl Record {
             );
         }
         errors.name("metadata.name", &self.metadata.name);
+        if let Spec::BackupJob(_) = &self.spec {
+            super::backup_job::validate_name("metadata.name", &self.metadata.name, &mut errors);
+        }
         self.spec.validate(&mut errors);
         // The record's name decides which sealed values it may use.
         if let Spec::Stack(StackSpec {

@@ -3,6 +3,7 @@
 //! prints through [`crate::report`]. `main.rs` only parses flags.
 
 pub mod apply;
+pub mod backup;
 pub mod diff;
 pub mod drift;
 pub mod get;

@@ -4,6 +4,8 @@
 //! writes what came of it (status, events). Reconcilers never branch on why
 //! they run: each pass recomputes from the record in etcd and the live swarm.
 
+pub mod backup_job;
+mod backup_run;
 pub mod database_user;
 pub mod drift_cache;
 pub mod network;
@@ -351,16 +353,9 @@ impl Controllers {
             Kind::Node => node::reconcile(&self.ctx, &key, stored).await,
             Kind::DatabaseUser => database_user::reconcile(&self.ctx, &key, stored).await,
             Kind::Registry => registry::reconcile(&self.ctx, &key, stored).await,
-            _ => {
-                // Other kinds get their reconcilers in later releases; say so rather than
-                // pretend they converged.
-                if let Some(stored) = stored {
-                    let status = Status::new(Phase::Pending, stored.mod_revision).with_message(
-                        format!("no controller for {} yet in this version", key.kind),
-                    );
-                    self.ctx.write_status(&key, &status).await?;
-                }
-                Ok(Action::await_change())
+            Kind::BackupJob => {
+                let metrics = self.metrics.as_deref();
+                backup_job::reconcile(&self.ctx, &key, stored, metrics).await
             }
         }
     }

@@ -35,6 +35,38 @@ pub fn versions_of<'a>(live: &'a [Secret], logical: &str) -> Vec<&'a Secret> {
         .collect()
 }
 
+/// The swarm secret (name, ID) a service uses for the logical secret `name`: the newest
+/// version a record delivers (labelled with the logical name among `delivered`, all
+/// managed secrets; a Secret record's older ones only by owner), else a secret of that
+/// exact name made by hand; `None` while there is neither.
+///
+/// # Errors
+/// When dockerd fails.
+pub async fn current_secret(
+    ctx: &Context,
+    name: &str,
+    delivered: &[Secret],
+) -> Result<Option<(String, String)>, Error> {
+    let mut versions = ctx
+        .docker
+        .list_secrets(Some(&Owner::new("Secret", name)))
+        .await?;
+    versions.extend(versions_of(delivered, name).into_iter().cloned());
+    if let Some(s) = super::secret::newest(&versions) {
+        let versioned = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default();
+        return Ok(Some((versioned, s.id.clone().unwrap_or_default())));
+    }
+    Ok(ctx
+        .docker
+        .secret_by_name(name)
+        .await?
+        .map(|s| (name.to_owned(), s.id.unwrap_or_default())))
+}
+
 /// Makes `content` the current version of `logical` for `owner` (`live` are
 /// the versions it has now), and removes the others once unused.
 ///

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use bollard::models::Service;
 use sha2::{Digest, Sha256};
 
-use super::secret_versions::versions_of;
+use super::secret_versions::current_secret;
 use super::stack_execute::execute;
 use super::status::{Condition, Owned, Phase, Status};
 use super::{Context, Error, RecordKey, stack_secrets};
@@ -160,28 +160,9 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
         ctx.docker.list_secrets(None).await?
     };
     for name in &ext.secrets {
-        // A record's delivered value lives in versioned swarm secrets (labelled
-        // with the logical name; a Secret record's older ones only by owner):
-        // the newest is current.
-        let mut versions = ctx
-            .docker
-            .list_secrets(Some(&Owner::new("Secret", name)))
-            .await?;
-        versions.extend(versions_of(&delivered, name).into_iter().cloned());
-        if let Some(s) = super::secret::newest(&versions) {
-            let versioned = s
-                .spec
-                .as_ref()
-                .and_then(|s| s.name.clone())
-                .unwrap_or_default();
-            ids.secrets
-                .insert(name.clone(), (versioned, s.id.clone().unwrap_or_default()));
-            continue;
-        }
-        match ctx.docker.secret_by_name(name).await? {
-            Some(s) => {
-                ids.secrets
-                    .insert(name.clone(), (name.clone(), s.id.unwrap_or_default()));
+        match current_secret(ctx, name, &delivered).await? {
+            Some(found) => {
+                ids.secrets.insert(name.clone(), found);
             }
             None => missing.push(format!("secret {name:?}{}", deliverer(ctx, name).await?)),
         }
@@ -227,7 +208,7 @@ async fn plan_for(
 }
 
 /// Which record will deliver the secret `name`, as " from Kind/name", when one says it does.
-async fn deliverer(ctx: &Context, name: &str) -> Result<String, Error> {
+pub(super) async fn deliverer(ctx: &Context, name: &str) -> Result<String, Error> {
     let (users, _) = ctx
         .store
         .list_records(Some(Kind::DatabaseUser.as_str()))

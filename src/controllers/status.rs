@@ -67,6 +67,9 @@ pub struct Status {
     /// When the phase last changed: how long the record has been in it.
     #[serde(default = "jiff::Timestamp::now")]
     pub since: jiff::Timestamp,
+    /// A BackupJob's schedule and history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_job: Option<crate::plan::backup_job::BackupJobStatus>,
     /// The GitOps source and commit the record's current content came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<crate::gitops::owner::Origin>,
@@ -87,6 +90,7 @@ impl Status {
             drift: Vec::new(),
             updated_at: jiff::Timestamp::now(),
             since: jiff::Timestamp::now(),
+            backup_job: None,
             source: None,
             database_user: None,
         }
@@ -146,6 +150,7 @@ mod tests {
             }],
             updated_at: jiff::Timestamp::UNIX_EPOCH,
             since: jiff::Timestamp::UNIX_EPOCH,
+            backup_job: None,
             source: None,
             database_user: None,
         };

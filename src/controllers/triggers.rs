@@ -4,7 +4,7 @@
 //!
 //! - [`etcd`]: every record listed, then each change the watch sees.
 //! - [`docker`]: the owner of each object a Docker event is about (plus the
-//!   stacks that use a Secret record's new version), and every record again
+//!   stacks and backup jobs that use a Secret record's new version), and every record again
 //!   after the events stream reconnects.
 //! - [`resync`]: every record, periodically: what heals a missed event.
 
@@ -140,13 +140,13 @@ async fn keys_of(c: &Controllers, event: Result<DockerEvent, DockerError>) -> Ve
     };
     let mut keys = vec![RecordKey::new(kind, name)];
     // A new version of a value a record delivers (a Secret record's, a
-    // DatabaseUser's password): the stacks that use it move to it now, and
-    // registries roll to a new password.
+    // DatabaseUser's password): the stacks and backup jobs that use it move to
+    // it (or stop waiting for it) now, and registries roll to a new password.
     if matches!(kind, Kind::Secret | Kind::DatabaseUser)
         && event.typ == EventType::Secret
         && event.action == "create"
     {
-        let kinds = [Kind::Stack, Kind::Registry];
+        let kinds = [Kind::Stack, Kind::BackupJob, Kind::Registry];
         keys.extend(records_of(&c.ctx.store, &kinds).await);
     }
     keys

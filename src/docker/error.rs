@@ -92,6 +92,12 @@ pub enum DockerError {
         #[source]
         source: BollardError,
     },
+    #[error("removing container {container}: {source}")]
+    RemoveContainer {
+        container: String,
+        #[source]
+        source: BollardError,
+    },
     #[error("updating node {node}: {source}")]
     UpdateNode {
         node: String,
@@ -124,6 +130,7 @@ impl DockerError {
             | Self::CreateService { source, .. }
             | Self::UpdateService { source, .. }
             | Self::RemoveService { source, .. }
+            | Self::RemoveContainer { source, .. }
             | Self::UpdateNode { source, .. }
             | Self::Events { source } => source,
             Self::Deposed { .. } => return None,
@@ -147,6 +154,7 @@ impl DockerError {
             Self::CreateService { .. } => "create_service",
             Self::UpdateService { .. } => "update_service",
             Self::RemoveService { .. } => "remove_service",
+            Self::RemoveContainer { .. } => "remove_container",
             Self::UpdateNode { .. } => "update_node",
             Self::Events { .. } => "events",
             Self::Deposed { .. } => "deposed",
@@ -176,6 +184,13 @@ impl DockerError {
     pub fn is_in_use(&self) -> bool {
         matches!(self.source_error(), Some(BollardError::DockerResponseServerError { message, .. })
             if message.contains("is in use by") || message.contains("has active endpoints"))
+    }
+
+    /// Whether a create was refused because an object of that name exists: swarmkit's
+    /// `AlreadyExists`, which dockerd answers as 409.
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        self.source_error().and_then(status_code) == Some(409)
     }
 
     /// Whether the write lost a race against another writer of the same object.

@@ -17,6 +17,7 @@
 
 mod error;
 mod events;
+mod job;
 pub mod labels;
 mod node;
 mod objects;
@@ -41,6 +42,7 @@ pub use bollard::models::{
 };
 pub use error::DockerError;
 pub use events::{DockerEvent, EventType};
+pub use job::JobTask;
 pub use labels::{MANAGED, OWNER, Owner, ParseOwnerError, SPEC_HASH, STACK_NAMESPACE};
 pub use objects::{Labels, OwnedObjects};
 pub use service::{ServiceUpdate, TaskCounts, UpdateState, service_update_state};

@@ -1,5 +1,6 @@
 //! The pure diff: desired + live state -> changes; normalisation; the drift report model.
 
+pub mod backup_job;
 pub mod convert;
 pub mod database_user;
 pub mod diff;

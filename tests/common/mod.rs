@@ -20,6 +20,7 @@
 //! using this harness panics, so a missing etcd never looks like a pass.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod backup;
 pub mod controllers;
 pub mod http;
 pub mod parity;

@@ -348,7 +348,7 @@ mod tests {
             (
                 "bad second document",
                 "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Network\nmetadata: {name: front}\nspec: {}\n---\napiVersion: swarmkeeper.dev/v1alpha1\nkind: BackupJob\nmetadata: {name: nightly}\nspec: {schedule: 'every night', image: pg}\n",
-                "document 2 (BackupJob/nightly): spec.schedule: \"every night\" is not a five-field cron expression",
+                "document 2 (BackupJob/nightly): spec.schedule: \"every night\" is not a cron expression",
             ),
             ("not yaml", "apiVersion: [unclosed\n", "bad.yaml: "),
         ];

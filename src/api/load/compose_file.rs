@@ -1,4 +1,5 @@
-//! The compose-file loader: a Stack's `composeFile` read and stored inline, interpolated
+//! The compose-file loader: a Stack's `composeFile` read and stored inline (or each of its
+//! `composeFiles`, then merged: `compose_files`), interpolated
 //! (from apply's environment and the Stack's `envFiles`), its services' `env_file`s merged
 //! into their environment, its relative and `~/` bind-mount paths made absolute, and its
 //! `file:` configs and secrets read at apply time (a config's content inlined, a secret's

@@ -320,6 +320,8 @@ fn networks(
             .collect::<IndexMap<_, _>>(),
     };
     let f = |a: ServiceNetworks, b: ServiceNetworks| {
+        // A bare attachment of the base merges as `{}` does: both take the override's
+        // options, and both convert alike when the override has none.
         let mut map = options(a, &|_| false);
         for (name, new) in options(b, bare) {
             let merged = match (map.get_mut(&name).and_then(Option::take), new) {

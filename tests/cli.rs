@@ -423,6 +423,17 @@ fn invalid_inputs() -> Vec<(&'static str, String, Vec<&'static str>)> {
             ),
             vec!["document 2", "Network/second", "spec.attachable:"],
         ),
+        (
+            "missing-compose-files",
+            format!(
+                "{envelope}kind: Stack\nmetadata: {{name: layered}}\nspec:\n  composeFiles: [nowhere/base.yml, nowhere/prod.yml]\n"
+            ),
+            vec![
+                "Stack/layered",
+                "spec.composeFiles[0]: cannot read",
+                "spec.composeFiles[1]: cannot read",
+            ],
+        ),
         ("alias-bomb", alias_bomb(), vec!["alias"]),
         ("deep-nesting", deep_nesting(), vec!["line"]),
     ]

@@ -7,8 +7,8 @@
 mod common;
 
 use common::parity::{
-    Cleanup, ExternalObjects, Swarmkeeper, alphanumeric_name, assert_parity, assert_parity_sides,
-    assert_parity_with, fixture,
+    Cleanup, ExternalObjects, Swarmkeeper, alphanumeric_name, assert_parity,
+    assert_parity_of_files, assert_parity_sides, assert_parity_with, fixture,
 };
 use common::swarm::{docker_ok, require_swarm_manager};
 
@@ -80,6 +80,13 @@ fn env_files_of_the_record_give_what_the_cli_takes_from_the_shell() {
         &[("PARITY_WHO", "from-the-shell")],
         &format!("  envFiles:\n{files}"),
     );
+}
+
+/// `spec.composeFiles`: two files merged as `docker stack deploy -c base -c prod` merges
+/// them (appended commands, ports by published port, blank environment entries...).
+#[test]
+fn compose_files_merge_as_the_cli_merges_its_compose_files() {
+    assert_parity_of_files(&["layered/base.yml", "layered/prod/prod.yml"], &[], &[], "");
 }
 
 #[test]

@@ -7,7 +7,8 @@ use super::compose::ComposeFile;
 use super::rules::Errors;
 
 /// A compose file, inline (`compose`) or named by path (`composeFile`, relative to the
-/// record's file). `apply` reads a `composeFile` and stores it inline.
+/// record's file), or several merged in order (`composeFiles`, as `docker stack deploy -c
+/// base.yml -c prod.yml` merges them). `apply` reads the files and stores the result inline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackSpec {
@@ -15,6 +16,11 @@ pub struct StackSpec {
     pub compose: Option<Box<ComposeFile>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose_file: Option<String>,
+    /// Compose files (relative to the record's file) merged in order, later over earlier,
+    /// with the docker CLI's rules; relative paths in any of them are taken from the first
+    /// file's folder, as the CLI takes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compose_files: Vec<String>,
     /// `.env` files (relative to the record's file) whose variables interpolate the compose
     /// file, later files over earlier ones and apply's environment over them all, as
     /// `docker compose` reads a `.env`. `apply` reads them and stores the result only.
@@ -29,13 +35,29 @@ pub struct StackSpec {
 
 impl StackSpec {
     pub(crate) fn validate(&self, errors: &mut Errors) {
-        match (&self.compose, &self.compose_file) {
-            (Some(compose), None) => errors.0.extend(compose.validate("spec.compose")),
-            (None, Some(file)) => errors.not_empty("spec.composeFile", file),
-            (Some(_), Some(_)) => {
-                errors.push("spec", "set either compose or composeFile, not both")
-            }
-            (None, None) => errors.push("spec", "set one of compose or composeFile"),
+        let given = [
+            self.compose.is_some(),
+            self.compose_file.is_some(),
+            !self.compose_files.is_empty(),
+        ];
+        match (given.iter().filter(|g| **g).count(), &self.compose) {
+            (0, _) => errors.push("spec", "set one of compose, composeFile or composeFiles"),
+            (1, Some(compose)) => errors.0.extend(compose.validate("spec.compose")),
+            (1, None) => {}
+            _ => errors.push(
+                "spec",
+                "set only one of compose, composeFile or composeFiles",
+            ),
+        }
+        if let Some(file) = &self.compose_file {
+            errors.not_empty("spec.composeFile", file);
+        }
+        if !self.compose_files.is_empty() {
+            errors.push(
+                "spec.composeFiles",
+                "composeFiles are read and merged by `swarmkeeper apply`; a record written \
+                 without apply carries the merged compose file inline",
+            );
         }
         if !self.env_files.is_empty() {
             errors.push(

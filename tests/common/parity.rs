@@ -18,7 +18,7 @@ use std::process::Command;
 use serde_json::{Map, Value};
 
 use super::swarm::{
-    DOCKER, docker, docker_ok, names_with_label, require_swarm_manager, stack_deploy,
+    DOCKER, docker, docker_ok, names_with_label, require_swarm_manager, stack_deploy_files,
 };
 use super::{Etcd, unique_name};
 
@@ -124,14 +124,30 @@ impl Swarmkeeper {
     /// [`Swarmkeeper::apply`] with more of the record's spec (`extra_spec`: YAML lines
     /// indented under `spec:`).
     pub fn apply_with(stack: &str, compose: &Path, env: &[(&str, &str)], extra_spec: &str) -> Self {
+        Self::apply_files(stack, &[compose.to_owned()], env, extra_spec)
+    }
+
+    /// [`Swarmkeeper::apply_with`] of several compose files, as `spec.composeFiles`.
+    pub fn apply_files(
+        stack: &str,
+        composes: &[PathBuf],
+        env: &[(&str, &str)],
+        extra_spec: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("key"), rand::random::<[u8; 32]>()).expect("write key");
         let record = dir.path().join("stack.yaml");
+        let source = match composes {
+            [one] => format!("composeFile: {}", one.display()),
+            many => {
+                let files: Vec<String> = many.iter().map(|f| f.display().to_string()).collect();
+                format!("composeFiles: [{}]", files.join(", "))
+            }
+        };
         std::fs::write(
             &record,
             format!(
-                "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Stack\nmetadata:\n  name: {stack}\nspec:\n  composeFile: {}\n{extra_spec}",
-                compose.display()
+                "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Stack\nmetadata:\n  name: {stack}\nspec:\n  {source}\n{extra_spec}"
             ),
         )
         .expect("write record");
@@ -399,16 +415,31 @@ pub fn assert_parity_sides(
     our_env: &[(&str, &str)],
     extra_spec: &str,
 ) {
+    assert_parity_of_files(&[file], cli_env, our_env, extra_spec);
+}
+
+/// [`assert_parity_sides`] of several compose files: `docker stack deploy -c a -c b`
+/// against a Stack whose `composeFiles` lists them.
+pub fn assert_parity_of_files(
+    files: &[&str],
+    cli_env: &[(&str, &str)],
+    our_env: &[(&str, &str)],
+    extra_spec: &str,
+) {
     require_swarm_manager();
+    let file = files.join(" + ");
     let base = alphanumeric_name("skp");
     // Same length, neither a prefix of the other: replacing one never touches the other.
     let cleanup = Cleanup {
         cli: format!("{base}c"),
         swarmkeeper: format!("{base}s"),
     };
-    let compose = fixture(file);
-    stack_deploy(&compose.display().to_string(), &cleanup.cli, cli_env);
-    let swarmkeeper = Swarmkeeper::apply_with(&cleanup.swarmkeeper, &compose, our_env, extra_spec);
+    let composes: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();
+    let shown: Vec<String> = composes.iter().map(|c| c.display().to_string()).collect();
+    let shown: Vec<&str> = shown.iter().map(String::as_str).collect();
+    stack_deploy_files(&shown, &cleanup.cli, cli_env);
+    let swarmkeeper =
+        Swarmkeeper::apply_files(&cleanup.swarmkeeper, &composes, our_env, extra_spec);
 
     let cli = observe(&cleanup.cli, &network_names());
     swarmkeeper.converge();
@@ -418,7 +449,7 @@ pub fn assert_parity_sides(
         "docker stack deploy created no service for {file}"
     );
     let mut diffs = Vec::new();
-    differences(file, &to_value(&cli), &to_value(&ours), &mut diffs);
+    differences(&file, &to_value(&cli), &to_value(&ours), &mut diffs);
     assert!(
         diffs.is_empty(),
         "{file}: swarmkeeper and docker stack deploy differ:\n  {}",

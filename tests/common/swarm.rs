@@ -36,18 +36,17 @@ pub fn docker_with_env(args: &[&str], env: &[(&str, &str)]) -> String {
 /// `docker stack deploy` of a compose file as `stack`, never resolving images
 /// (there is no registry to ask), with `env` for its interpolation.
 pub fn stack_deploy(compose: &str, stack: &str, env: &[(&str, &str)]) {
-    docker_with_env(
-        &[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            compose,
-            stack,
-        ],
-        env,
-    );
+    stack_deploy_files(&[compose], stack, env);
+}
+
+/// [`stack_deploy`] of several compose files (`-c a.yml -c b.yml`), which the CLI merges.
+pub fn stack_deploy_files(composes: &[&str], stack: &str, env: &[(&str, &str)]) {
+    let mut args = vec!["stack", "deploy", "--resolve-image", "never"];
+    for compose in composes {
+        args.extend(["-c", compose]);
+    }
+    args.push(stack);
+    docker_with_env(&args, env);
 }
 
 /// Runs the docker CLI and returns its stdout, trimmed, panicking with its

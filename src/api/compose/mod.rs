@@ -14,9 +14,11 @@
 //!   entries, each in its short and long form;
 //! - `top_level`: the networks, volumes, secrets and configs the file defines;
 //! - `values`: the value types with more than one spelling, `units`: durations, sizes, CPUs;
+//! - `merge`: several files made one, as `docker stack deploy -c a -c b` merges them;
 //! - `validate`: the cross-field rules; `tests`: the shared compose examples and their tests.
 
 mod deploy;
+mod merge;
 mod mounts;
 mod ports;
 mod refs;
@@ -37,6 +39,7 @@ pub use deploy::{
     PlacementPreference, ResourceLimits, ResourceReservations, Resources, RestartCondition,
     RestartPolicy, UpdateConfig, UpdateOrder,
 };
+pub use merge::{Layer, merge_layers};
 pub use mounts::{BindOptions, TmpfsOptions, VolumeEntry, VolumeMount, VolumeOptions};
 pub use ports::{PortEntry, PortLong, PortSpec};
 pub use refs::{FileRef, FileRefLong, ServiceNetwork, ServiceNetworks};

@@ -13,6 +13,7 @@ use crate::api::{API_VERSION, Kind};
 const FIELDS: &[&str] = &[
     "compose",
     "composeFile",
+    "composeFiles",
     "services",
     "image",
     "command",

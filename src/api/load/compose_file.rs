@@ -1,4 +1,5 @@
-//! The compose-file loader: a Stack's `composeFile` read and stored inline, interpolated
+//! The compose-file loader: a Stack's `composeFile` read and stored inline (or each of its
+//! `composeFiles`, then merged: `compose_files`), interpolated
 //! (from apply's environment and the Stack's `envFiles`), its services' `env_file`s merged
 //! into their environment, its relative and `~/` bind-mount paths made absolute, and its
 //! `file:` configs and secrets read at apply time (a config's content inlined, a secret's
@@ -6,8 +7,10 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+use super::compose_files::read_compose_files;
 use super::env_files::{read_dotenv_files, resolve_environment};
 use super::files::{read_swarm_object, read_text, utf8};
 use super::yaml::parse_documents;
@@ -28,117 +31,165 @@ pub(super) struct StackLoader<'a, 'e> {
 
 impl StackLoader<'_, '_> {
     pub(super) fn prepare(&mut self, spec: &mut Map<String, Value>, record_folder: &Path) {
-        let mut folder = record_folder.to_owned();
-        if !spec.contains_key("compose")
-            && let Some(Value::String(relative)) = spec.get("composeFile")
-        {
-            let path = record_folder.join(relative);
-            match read_text(&path).and_then(|text| parse_compose(&text)) {
-                Ok(compose) => {
-                    spec.remove("composeFile");
+        let Some((mut layers, folder)) = self.read_sources(spec, record_folder) else {
+            return;
+        };
+        let Some(dotenv) = self.read_env_files(spec, record_folder) else {
+            return;
+        };
+        // As `docker compose`: the shell's environment wins over the `.env` files.
+        let interpolation_env = |name: &str| (self.env)(name).or_else(|| dotenv.get(name).cloned());
+        let base = std::path::absolute(&folder).unwrap_or(folder);
+        let sealed_before = self.secrets.len();
+        for (path, compose) in &mut layers {
+            self.resolve(compose, path, &interpolation_env, &base);
+        }
+        match layers.len() {
+            0 => {}
+            1 => {
+                let (_, compose) = layers.remove(0);
+                spec.insert("compose".to_owned(), compose);
+            }
+            _ => {
+                if let Some(compose) = self.merge(layers, sealed_before) {
                     spec.insert("compose".to_owned(), compose);
-                    folder = path.parent().unwrap_or(record_folder).to_owned();
-                }
-                Err(message) => {
-                    return self
-                        .errors
-                        .push(FieldError::new("spec.composeFile", message));
                 }
             }
         }
-        let dotenv = match spec.remove("envFiles") {
-            None => Default::default(),
+    }
+
+    /// The compose file or files of the spec, each with the path its problems are named
+    /// under, taken out of the spec, and the folder relative paths in them start from.
+    fn read_sources(
+        &mut self,
+        spec: &mut Map<String, Value>,
+        record_folder: &Path,
+    ) -> Option<(Vec<(String, Value)>, PathBuf)> {
+        let inline = "spec.compose".to_owned();
+        if let Some(compose) = spec.remove("compose") {
+            return Some((vec![(inline, compose)], record_folder.to_owned()));
+        }
+        match (spec.get("composeFile"), spec.get("composeFiles")) {
+            (Some(Value::String(relative)), None) => {
+                let path = record_folder.join(relative);
+                match read_text(&path).and_then(|text| parse_compose(&text)) {
+                    Ok(compose) => {
+                        spec.remove("composeFile");
+                        let folder = path.parent().unwrap_or(record_folder).to_owned();
+                        Some((vec![(inline, compose)], folder))
+                    }
+                    Err(message) => {
+                        self.errors
+                            .push(FieldError::new("spec.composeFile", message));
+                        None
+                    }
+                }
+            }
+            (None, Some(files)) => {
+                let files = files.clone();
+                let (layers, folder) = read_compose_files(&files, record_folder, self.errors)?;
+                spec.remove("composeFiles");
+                Some((layers, folder))
+            }
+            // Nothing to read, or more than one source: validation names what is wrong.
+            _ => Some((Vec::new(), record_folder.to_owned())),
+        }
+    }
+
+    /// The variables of the spec's `envFiles`, taken out of the spec.
+    fn read_env_files(
+        &mut self,
+        spec: &mut Map<String, Value>,
+        record_folder: &Path,
+    ) -> Option<IndexMap<String, String>> {
+        match spec.remove("envFiles") {
+            None => Some(Default::default()),
             Some(Value::Array(files)) => {
                 let mut names = Vec::new();
                 for (i, file) in files.iter().enumerate() {
                     match file.as_str() {
                         Some(name) => names.push(name.to_owned()),
                         None => {
-                            return self.errors.push(FieldError::new(
+                            self.errors.push(FieldError::new(
                                 format!("spec.envFiles[{i}]"),
                                 "expected a file name",
                             ));
+                            return None;
                         }
                     }
                 }
                 match read_dotenv_files(&names, record_folder) {
-                    Ok(vars) => vars,
+                    Ok(vars) => Some(vars),
                     Err((i, message)) => {
-                        return self
-                            .errors
+                        self.errors
                             .push(FieldError::new(format!("spec.envFiles[{i}]"), message));
+                        None
                     }
                 }
             }
             Some(_) => {
-                return self.errors.push(FieldError::new(
+                self.errors.push(FieldError::new(
                     "spec.envFiles",
                     "expected a list of file names",
                 ));
+                None
             }
-        };
-        let Some(compose) = spec.get_mut("compose") else {
-            return;
-        };
-        // As `docker compose`: the shell's environment wins over the `.env` files.
-        let interpolation_env = |name: &str| (self.env)(name).or_else(|| dotenv.get(name).cloned());
+        }
+    }
+
+    /// One compose file interpolated, its services' `env_file`s merged, its bind mounts made
+    /// absolute against `base`, its `file:` configs and secrets read; problems named under
+    /// `path`.
+    fn resolve(&mut self, compose: &mut Value, path: &str, env: Env<'_>, base: &Path) {
         let mut unset = Vec::new();
-        interpolate_compose(
-            compose,
-            "spec.compose",
-            &interpolation_env,
-            self.errors,
-            &mut unset,
-        );
+        interpolate_compose(compose, path, env, self.errors, &mut unset);
         self.warnings.extend(unset.into_iter().map(|name| {
-            format!("spec.compose: variable {name} is not set, defaulting to a blank string")
+            format!("{path}: variable {name} is not set, defaulting to a blank string")
         }));
         let Some(compose) = compose.as_object_mut() else {
             return;
         };
-        let base = std::path::absolute(&folder).unwrap_or(folder);
         if let Some(Value::Object(services)) = compose.get_mut("services") {
             for (name, service) in services.iter_mut() {
                 let Some(service) = service.as_object_mut() else {
                     continue;
                 };
-                self.merge_env_files(name, service, &base);
+                self.merge_env_files(&format!("{path}.services.{name}"), service, base);
                 if let Some(Value::Array(volumes)) = service.get_mut("volumes") {
                     let home = (self.env)("HOME");
                     for volume in volumes.iter_mut() {
-                        resolve_bind(volume, &base, home.as_deref());
+                        resolve_bind(volume, base, home.as_deref());
                     }
                 }
             }
         }
         if let Some(Value::Object(configs)) = compose.get_mut("configs") {
             for (name, config) in configs.iter_mut() {
-                self.inline_config(name, config, &base);
+                self.inline_config(&format!("{path}.configs.{name}"), config, base);
             }
         }
         if let Some(Value::Object(secrets)) = compose.get_mut("secrets") {
             for (name, secret) in secrets.iter_mut() {
-                self.seal_stack_secret(name, secret, &base);
+                self.seal_stack_secret(path, name, secret, base);
             }
         }
     }
 
     /// Stores a service's `env_file`s merged into its `environment`, as the CLI merges them.
-    fn merge_env_files(&mut self, name: &str, service: &mut Map<String, Value>, base: &Path) {
+    fn merge_env_files(&mut self, path: &str, service: &mut Map<String, Value>, base: &Path) {
         match resolve_environment(service, base, self.env) {
             Ok(None) => {}
             Ok(Some(environment)) => {
                 service.remove("env_file");
                 service.insert("environment".to_owned(), environment);
             }
-            Err((field, message)) => self.errors.push(FieldError::new(
-                format!("spec.compose.services.{name}.{field}"),
-                message,
-            )),
+            Err((field, message)) => self
+                .errors
+                .push(FieldError::new(format!("{path}.{field}"), message)),
         }
     }
 
-    fn inline_config(&mut self, name: &str, config: &mut Value, base: &Path) {
+    fn inline_config(&mut self, field: &str, config: &mut Value, base: &Path) {
         let Some(config) = config.as_object_mut() else {
             return;
         };
@@ -151,14 +202,13 @@ impl StackLoader<'_, '_> {
                 config.remove("file");
                 config.insert("content".to_owned(), Value::String(content));
             }
-            Err(message) => self.errors.push(FieldError::new(
-                format!("spec.compose.configs.{name}.file"),
-                message,
-            )),
+            Err(message) => self
+                .errors
+                .push(FieldError::new(format!("{field}.file"), message)),
         }
     }
 
-    fn seal_stack_secret(&mut self, name: &str, secret: &mut Value, base: &Path) {
+    fn seal_stack_secret(&mut self, path: &str, name: &str, secret: &mut Value, base: &Path) {
         let Some(secret) = secret.as_object_mut() else {
             return;
         };
@@ -179,14 +229,14 @@ impl StackLoader<'_, '_> {
                 });
             }
             Err(message) => self.errors.push(FieldError::new(
-                format!("spec.compose.secrets.{name}.file"),
+                format!("{path}.secrets.{name}.file"),
                 message,
             )),
         }
     }
 }
 
-fn parse_compose(text: &str) -> Result<Value, String> {
+pub(super) fn parse_compose(text: &str) -> Result<Value, String> {
     let mut documents = parse_documents(text, false)?;
     match (documents.pop(), documents.is_empty()) {
         (Some(compose @ Value::Object(_)), true) => Ok(compose),

@@ -11,6 +11,8 @@
 //! - `yaml`: the parser's budgets (depth, aliases) and the docker CLI's YAML scalars;
 //! - `compose_file`: a Stack's compose file made inline, interpolated and resolved, its
 //!   `file:` configs and secrets read;
+//! - `compose_files`: a Stack's `composeFiles` read and merged as `docker stack deploy -c a
+//!   -c b` merges them;
 //! - `env_files`: a service's `env_file`s merged as the CLI merges them, and a Stack's
 //!   `envFiles` read for interpolation;
 //! - `seal`: a Secret record's value taken out of the record.
@@ -28,6 +30,7 @@ use super::record::{Record, Spec};
 use super::secret_value::SecretValue;
 
 mod compose_file;
+mod compose_files;
 mod env_files;
 mod files;
 mod seal;

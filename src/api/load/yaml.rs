@@ -44,12 +44,10 @@ pub(crate) fn parse_documents(text: &str, is_json: bool) -> Result<Vec<Value>, S
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
-
     use crate::api::load::fixtures::{folder, load_one};
 
     #[test]
-    fn an_alias_bomb_is_rejected_fast() {
+    fn an_alias_bomb_is_rejected_by_the_alias_budget() {
         let mut bomb = String::from(
             "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
         );
@@ -63,13 +61,9 @@ mod tests {
             ));
         }
         let dir = folder(&[("bomb.yaml", &bomb)]);
-        let started = Instant::now();
+        // The budget's error, not a timeout, is what proves the bomb was never expanded
+        // (9^9 entries would not fit in memory); how long that takes is hack/bench.sh's.
         let err = load_one(&dir.path().join("bomb.yaml")).unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "took {:?}",
-            started.elapsed()
-        );
         assert_eq!(err.problems.len(), 1);
         assert_eq!(err.problems[0].index, None);
         assert!(

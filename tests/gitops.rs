@@ -274,9 +274,13 @@ async fn two_sources_on_one_prefix_cannot_overwrite_or_prune_each_other() {
     assert_eq!(owner_of(&store, "shared").await.as_deref(), Some("b"));
     let a = store.get_source("a").await.expect("etcd").expect("a");
     assert_eq!(a.records, ["Network/a-own"]);
-    // diff does not count ownership as a change.
-    let (code, out) = run(&store, &["diff", "-f", &b_again, "--exit-code"]);
-    assert_eq!(code, 0, "{out}");
+    // diff does not count ownership as a change of the record (the network it
+    // would create in the swarm, never converged here, is another matter).
+    let (_, out) = run(&store, &["diff", "-f", &b_again]);
+    assert!(
+        out.contains("unchanged") && !out.contains("would be configured"),
+        "{out}"
+    );
 }
 
 #[tokio::test]

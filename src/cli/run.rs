@@ -32,6 +32,11 @@ pub struct RunOpts {
 
 /// How long the leader's lease lives without a keep-alive.
 const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How long a trigger waits for more of its kind before its reconcile
+/// starts. Short: a heal or an apply is acted on within tens of
+/// milliseconds, and the Docker events a pass's own writes cause arrive while
+/// it runs, so they become one follow-up pass whatever the debounce.
+const DEBOUNCE: Duration = Duration::from_millis(30);
 /// How long giving leadership up may take before the lease is left to expire.
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -145,12 +150,13 @@ async fn lead(
     });
     let config = runtime::Config {
         concurrency: opts.concurrency,
+        debounce: DEBOUNCE,
         ..metrics.runtime_config()
     };
     Controller::new(controllers.clone(), config)
         .trigger(triggers::etcd(controllers.ctx.store.clone()))
         .trigger(triggers::docker(controllers.clone()))
-        .trigger(triggers::resync(controllers.clone(), opts.resync))
+        .stamped_trigger(triggers::resync(controllers.clone(), opts.resync))
         .run(leading)
         .await;
     watcher.abort();
@@ -211,6 +217,9 @@ async fn once(
 
 /// One pass over every record, with a line per record.
 async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, Failure> {
+    // Every reconcile of the pass is asked for now: the listing `all_keys`
+    // makes next is fresh enough for each of them, so the swarm is listed once.
+    let asked = tokio::time::Instant::now();
     let keys = controllers::all_keys(&controllers.ctx)
         .await
         .map_err(Failure::error)?;
@@ -235,7 +244,9 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
         .chain(Kind::ALL.iter().rev().map(|kind| (kind, &orphaned)));
     for (kind, keys) in phases {
         let of_kind = keys.iter().filter(|k| k.kind == *kind).cloned();
-        results.extend(runtime::run_once(of_kind, controllers.clone(), concurrency).await);
+        results.extend(
+            runtime::run_once_since(of_kind, controllers.clone(), concurrency, asked).await,
+        );
     }
     let mut failed = false;
     let reconciled = results.len();

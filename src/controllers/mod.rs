@@ -6,6 +6,7 @@
 
 pub mod database_user;
 pub mod drift_cache;
+pub mod listing;
 pub mod network;
 pub mod node;
 pub mod secret;
@@ -25,7 +26,7 @@ use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
 use crate::plan::drift::DriftReport;
 use crate::runtime::{Action, Reconciler};
-use crate::store::{Event, Keyring, Store, StoreError, WriteFence};
+use crate::store::{Event, Keyring, Store, StoreError, WriteFence, fold_events};
 use crate::text::{MESSAGE_LIMIT, truncate};
 pub use drift_cache::DriftCache;
 use status::{Phase, Status};
@@ -120,6 +121,8 @@ pub struct Context {
     last_events: Arc<Mutex<HashMap<RecordKey, (String, Event)>>>,
     /// What each record's last reconcile left different from its desired state.
     pub drift: Arc<DriftCache>,
+    /// The latest listing of the swarm, shared by the reconciles of a pass.
+    pub listings: Arc<listing::Listings>,
 }
 
 impl Context {
@@ -132,6 +135,7 @@ impl Context {
             resync,
             last_events: Arc::default(),
             drift: Arc::default(),
+            listings: Arc::default(),
         }
     }
 
@@ -159,36 +163,27 @@ impl Context {
     /// An event that repeats the record's previous one (same type, reason
     /// and message) is folded into it: its count grows, no entry is added.
     pub async fn event(&self, key: &RecordKey, warning: bool, reason: &str, message: String) {
-        // dockerd may quote a whole value back: a log line and an event stay bounded.
-        let message = bounded(message);
-        if warning {
-            tracing::warn!(record = %key, reason, message);
-        } else {
-            tracing::info!(record = %key, reason, message);
+        let event = happened(key, warning, reason, message);
+        self.write_events(key, vec![event]).await;
+    }
+
+    /// Writes the events of a pass, collected while it ran (see
+    /// [`happened`]), in few etcd round trips; folded as [`Context::event`]
+    /// folds them. A failure to record them is logged, never fatal.
+    pub async fn write_events(&self, key: &RecordKey, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
         }
-        let event = if warning {
-            Event::warning(reason, message)
-        } else {
-            Event::normal(reason, message)
-        };
         let previous = self.last_events().get(key).cloned();
+        let entries = fold_events(previous, events);
         let (kind, name) = (key.kind.as_str(), key.name.as_str());
-        let written = match previous {
-            Some((id, last)) if last.repeats(&event) => {
-                let folded = last.seen_again(event.time);
-                let updated = self.store.update_event(kind, name, &id, &folded).await;
-                updated.map(|()| (id, folded))
+        match self.store.put_events(kind, name, &entries).await {
+            Ok(()) => {
+                if let Some(last) = entries.into_iter().last() {
+                    self.last_events().insert(key.clone(), last);
+                }
             }
-            _ => {
-                let put = self.store.put_event(kind, name, &event).await;
-                put.map(|id| (id, event))
-            }
-        };
-        match written {
-            Ok(last) => {
-                self.last_events().insert(key.clone(), last);
-            }
-            Err(err) => tracing::warn!(record = %key, %err, "could not record an event"),
+            Err(err) => tracing::warn!(record = %key, %err, "could not record events"),
         }
     }
 
@@ -241,6 +236,22 @@ impl Context {
         let status = Status::new(Phase::Failed, generation).with_message(message);
         self.write_status(key, &status).await?;
         Ok(Action::await_change())
+    }
+}
+
+/// An event of `key` that happened now, logged now, to be written with
+/// [`Context::write_events`]: a pass collects them so that no Docker write
+/// waits on an etcd write.
+#[must_use]
+pub fn happened(key: &RecordKey, warning: bool, reason: &str, message: String) -> Event {
+    // dockerd may quote a whole value back: a log line and an event stay bounded.
+    let message = bounded(message);
+    if warning {
+        tracing::warn!(record = %key, reason, message);
+        Event::warning(reason, message)
+    } else {
+        tracing::info!(record = %key, reason, message);
+        Event::normal(reason, message)
     }
 }
 

@@ -182,9 +182,10 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
     Ok(missing)
 }
 
-/// The live objects `owner` has in the swarm.
+/// The live objects `owner` has in the swarm: from the pass's shared listing
+/// when it is fresh enough for this reconcile, else listed now.
 async fn observe(ctx: &Context, owner: &Owner) -> Result<Live, Error> {
-    Ok(ctx.docker.list_owned(Some(owner)).await?)
+    Ok(ctx.listings.observe(&ctx.docker, owner).await?)
 }
 
 /// What a pass found, and the plan that converges it.
@@ -254,7 +255,9 @@ pub async fn reconcile(
     let Some(stored) = stored else {
         // The record is gone: everything it owned is an orphan.
         let mut o = plan_for(ctx, Desired::nothing(), &live, |_| false).await?;
-        let lingering = execute(ctx, key, &o.plan, &o.desired, &live, &mut o.ids).await?;
+        let lingering = execute(ctx, key, &o.plan, &o.desired, &live, &mut o.ids)
+            .await?
+            .lingering;
         if !lingering {
             let values = crate::api::load::stack_secret_prefix(&key.name);
             ctx.store.delete_secrets_with_prefix(&values).await?;
@@ -286,12 +289,21 @@ pub async fn reconcile(
         }
         (status, drift)
     } else {
-        let lingering = execute(ctx, key, &o.plan, &o.desired, &live, &mut o.ids).await?;
-        let after = observe(ctx, &owner).await?;
+        let executed = execute(ctx, key, &o.plan, &o.desired, &live, &mut o.ids).await?;
+        // Only what this pass wrote needs reading back; a pass that wrote
+        // nothing reports on what it observed.
+        let listed;
+        let after = if executed.wrote {
+            listed = ctx.docker.list_owned(Some(&owner)).await?;
+            &listed
+        } else {
+            &live
+        };
+        let lingering = executed.lingering;
         // What was healed is in the events; the status keeps what is left, so a
         // pass after the converging one finds the same status and writes nothing.
-        let remaining = plan::stack::plan(&o.desired, &after, &o.ids, Vec::new(), held).drift();
-        let mut status = status_of(ctx, &o.desired, &after, generation, remaining.clone()).await?;
+        let remaining = plan::stack::plan(&o.desired, after, &o.ids, Vec::new(), held).drift();
+        let mut status = status_of(ctx, &o.desired, after, generation, remaining.clone()).await?;
         if lingering && status.phase == Phase::Ready {
             // Not converged while objects the file dropped are still there.
             status.phase = Phase::Progressing;

@@ -285,8 +285,9 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
         }
     }
     println!(
-        "reconciled {reconciled} records with {} writes to dockerd",
-        controllers.ctx.docker.writes()
+        "reconciled {reconciled} records with {} writes to dockerd and {} reads",
+        controllers.ctx.docker.writes(),
+        controllers.ctx.docker.reads()
     );
     Ok(u8::from(failed))
 }

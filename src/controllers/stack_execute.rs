@@ -86,6 +86,15 @@ struct Outcome {
     lingering: bool,
 }
 
+/// What every step of one pass reads.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    ctx: &'a Context,
+    key: &'a RecordKey,
+    desired: &'a Desired,
+    live: &'a Live,
+}
+
 /// Runs every action of `plan`, phase by phase; what it did.
 ///
 /// # Errors
@@ -99,71 +108,116 @@ pub(super) async fn execute(
     live: &Live,
     ids: &mut Ids,
 ) -> Result<Executed, Error> {
+    let pass = Pass {
+        ctx,
+        key,
+        desired,
+        live,
+    };
     let mut events = Vec::new();
-    let outcome = run_phases(ctx, key, plan, desired, live, ids, &mut events).await;
+    let outcome = pass.run(plan, ids, &mut events).await;
     ctx.write_events(key, events).await;
     outcome
 }
 
-async fn run_phases(
-    ctx: &Context,
-    key: &RecordKey,
-    plan: &Plan,
-    desired: &Desired,
-    live: &Live,
-    ids: &mut Ids,
-    events: &mut Vec<Event>,
-) -> Result<Executed, Error> {
-    let mut executed = Executed::default();
-    for current in 0..=4 {
-        let steps: Vec<&Step> = plan
-            .actions()
-            .filter(|s| phase(s) == Some(current))
-            .collect();
-        if steps.is_empty() {
-            continue;
-        }
-        executed.wrote = true;
-        let known: &Ids = ids;
-        // Built as a list first: a closure returning the futures would not be
-        // general enough over the steps' lifetimes for a Send reconcile.
-        let calls: Vec<_> = steps
-            .into_iter()
-            .map(|step| run_step(ctx, key, step, desired, live, known))
-            .collect();
-        let outcomes: Vec<(&Step, Result<Outcome, Error>)> =
-            stream::iter(calls).buffered(WRITES_AT_ONCE).collect().await;
-        let mut failed = None;
-        for (step, outcome) in outcomes {
-            match outcome {
-                Ok(outcome) => {
-                    executed.lingering |= outcome.lingering;
-                    if let Some(made) = outcome.made {
-                        remember(ids, made);
+impl Pass<'_> {
+    /// Runs the phases in order, each only once the one before succeeded.
+    async fn run(
+        self,
+        plan: &Plan,
+        ids: &mut Ids,
+        events: &mut Vec<Event>,
+    ) -> Result<Executed, Error> {
+        let mut executed = Executed::default();
+        for current in 0..=4 {
+            let steps: Vec<&Step> = plan
+                .actions()
+                .filter(|s| phase(s) == Some(current))
+                .collect();
+            if steps.is_empty() {
+                continue;
+            }
+            executed.wrote = true;
+            let known: &Ids = ids;
+            // Built as a list first: a closure returning the futures would not be
+            // general enough over the steps' lifetimes for a Send reconcile.
+            let calls: Vec<_> = steps
+                .into_iter()
+                .map(|step| self.run_step(step, known))
+                .collect();
+            let outcomes: Vec<(&Step, Result<Outcome, Error>)> =
+                stream::iter(calls).buffered(WRITES_AT_ONCE).collect().await;
+            let mut failed = None;
+            for (step, outcome) in outcomes {
+                match outcome {
+                    Ok(outcome) => {
+                        executed.lingering |= outcome.lingering;
+                        if let Some(made) = outcome.made {
+                            remember(ids, made);
+                        }
+                        if let Some(reason) = outcome.reason {
+                            let what = reason.to_lowercase();
+                            let message = format!("{what} {} {}", step.object.as_str(), step.name);
+                            events.push(happened(self.key, false, reason, message));
+                        }
                     }
-                    if let Some(reason) = outcome.reason {
-                        let what = reason.to_lowercase();
-                        let message = format!("{what} {} {}", step.object.as_str(), step.name);
-                        events.push(happened(key, false, reason, message));
+                    Err(err) if failed.is_none() => failed = Some(err),
+                    Err(err) => {
+                        // The pass reports only its first error; this one is an event of its own.
+                        let reason = if err.is_transient() {
+                            "Error"
+                        } else {
+                            "Failed"
+                        };
+                        events.push(happened(self.key, true, reason, err.to_string()));
                     }
-                }
-                Err(err) if failed.is_none() => failed = Some(err),
-                Err(err) => {
-                    // The pass reports only its first error; this one is an event of its own.
-                    let reason = if err.is_transient() {
-                        "Error"
-                    } else {
-                        "Failed"
-                    };
-                    events.push(happened(key, true, reason, err.to_string()));
                 }
             }
+            if let Some(err) = failed {
+                return Err(err);
+            }
         }
-        if let Some(err) = failed {
-            return Err(err);
+        Ok(executed)
+    }
+
+    /// Sends the call of one step; the step comes back with what it did.
+    async fn run_step<'s>(self, step: &'s Step, ids: &Ids) -> (&'s Step, Result<Outcome, Error>) {
+        (step, self.call(step, ids).await)
+    }
+
+    async fn call(self, step: &Step, ids: &Ids) -> Result<Outcome, Error> {
+        let Pass {
+            ctx,
+            key,
+            desired,
+            live,
+        } = self;
+        match &step.change {
+            Change::Create => create(ctx, step, desired, ids).await,
+            Change::Update(_) => Ok(Outcome {
+                reason: update(ctx, step, desired, live, ids).await?,
+                ..Outcome::default()
+            }),
+            Change::Remove { id } => match remove(ctx, step.object, id).await {
+                Ok(()) => Ok(Outcome {
+                    reason: Some("Removed"),
+                    ..Outcome::default()
+                }),
+                Err(err)
+                    if step.object != Object::Service
+                        && (err.is_transient() || err.is_in_use()) =>
+                {
+                    tracing::debug!(record = %key, object = step.object.as_str(), name = %step.name, %err, "not removable yet");
+                    Ok(Outcome {
+                        lingering: true,
+                        ..Outcome::default()
+                    })
+                }
+                Err(err) => Err(err.into()),
+            },
+            Change::Keep { .. } => Ok(Outcome::default()),
         }
     }
-    Ok(executed)
 }
 
 /// Records the ID of an object made by an earlier phase.
@@ -186,52 +240,6 @@ fn remember(ids: &mut Ids, made: Made) {
         } => {
             ids.configs.insert(logical, (versioned, id));
         }
-    }
-}
-
-/// Sends the call of one step; the step comes back with what it did.
-async fn run_step<'a>(
-    ctx: &Context,
-    key: &RecordKey,
-    step: &'a Step,
-    desired: &Desired,
-    live: &Live,
-    ids: &Ids,
-) -> (&'a Step, Result<Outcome, Error>) {
-    (step, call(ctx, key, step, desired, live, ids).await)
-}
-
-async fn call(
-    ctx: &Context,
-    key: &RecordKey,
-    step: &Step,
-    desired: &Desired,
-    live: &Live,
-    ids: &Ids,
-) -> Result<Outcome, Error> {
-    match &step.change {
-        Change::Create => create(ctx, step, desired, ids).await,
-        Change::Update(_) => Ok(Outcome {
-            reason: update(ctx, step, desired, live, ids).await?,
-            ..Outcome::default()
-        }),
-        Change::Remove { id } => match remove(ctx, step.object, id).await {
-            Ok(()) => Ok(Outcome {
-                reason: Some("Removed"),
-                ..Outcome::default()
-            }),
-            Err(err)
-                if step.object != Object::Service && (err.is_transient() || err.is_in_use()) =>
-            {
-                tracing::debug!(record = %key, object = step.object.as_str(), name = %step.name, %err, "not removable yet");
-                Ok(Outcome {
-                    lingering: true,
-                    ..Outcome::default()
-                })
-            }
-            Err(err) => Err(err.into()),
-        },
-        Change::Keep { .. } => Ok(Outcome::default()),
     }
 }
 

@@ -20,10 +20,14 @@ cd "$REPO_ROOT"
 RUNS=${1:-3}
 "$REPO_ROOT/hack/setup.sh" >/dev/null
 log "building the release binary and the bench client"
-cargo build --quiet --release --bin swarmkeeper --example bench
-TARGET="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
-SK="$TARGET/swarmkeeper"
-BENCH="$TARGET/examples/bench"
+cargo build --quiet --release --bin swarmkeeper
+# The client in the dev profile: an example in release would rebuild every dependency with the
+# dev-dependencies' features (tokio's test-util); it spends milliseconds of CPU per run, dockerd
+# the rest.
+cargo build --quiet --example bench
+TARGET="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+SK="$TARGET/release/swarmkeeper"
+BENCH="$TARGET/debug/examples/bench"
 
 WORK=$(mktemp -d -t swarmkeeper-bench.XXXXXX)
 RUN=b$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -181,7 +181,7 @@ def main():
         "swarmkeeper's time is `apply -f` and `run --once` of one record, from the first process "
         "start to the last exit; the CLI's is one `docker stack deploy` process; the bare time "
         "is the network create and the service creates inside one client process "
-        "(`examples/bench.rs`), its process start excluded.",
+        "(`examples/bench.rs`, a dev build: it spends a few milliseconds of CPU per run), its process start excluded.",
         "- Unchanged pass: `run --once` three times over converged state; reads and writes are "
         "what it prints, etcd writes the status and event keys written during the pass (the "
         "election's leader key excluded), peak RSS the process's maximum resident set.",

@@ -250,6 +250,15 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
     }
     let mut failed = false;
     let reconciled = results.len();
+    let statuses: std::collections::HashMap<(String, String), serde_json::Value> = controllers
+        .ctx
+        .store
+        .list_statuses(None)
+        .await
+        .map_err(Failure::error)?
+        .into_iter()
+        .map(|s| ((s.kind, s.name), s.versioned.value))
+        .collect();
     for (key, result) in results {
         match result {
             Err(err) => {
@@ -257,13 +266,9 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
                 println!("{key}: error: {err}");
             }
             Ok(_) => {
-                let status = controllers
-                    .ctx
-                    .store
-                    .get_status(key.kind.as_str(), &key.name)
-                    .await
-                    .map_err(Failure::error)?
-                    .map(|v| serde_json::from_value::<Status>(v.value));
+                let status = statuses
+                    .get(&(key.kind.as_str().to_string(), key.name.clone()))
+                    .map(|v| serde_json::from_value::<Status>(v.clone()));
                 match status {
                     None => println!("{key}: removed"),
                     // Not "removed": the record is there, its status is what is wrong.

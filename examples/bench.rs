@@ -8,7 +8,8 @@
 //!   service scale` sends it) of TRIALS services carrying LABEL, one at a
 //!   time, each timed until the operator has set it back to 0.
 //! - `put ENDPOINT PREFIX NAME TRIALS`: a Stack record of one service written
-//!   to etcd, timed until dockerd reports the create of its first service.
+//!   to etcd, timed until dockerd reports the first create of the stack's
+//!   objects (its network).
 //!
 //! Not a controller: it calls bollard itself, since what it measures is what
 //! a client without swarmkeeper would send.
@@ -222,7 +223,11 @@ async fn put(
         let options = EventsOptions {
             since: Some(format!("{}.{:09}", from.as_secs(), from.subsec_nanos())),
             until: None,
-            filters: Some(HashMap::from([("type".into(), vec!["service".into()])])),
+            // The first write of a new stack creates its network, then its services.
+            filters: Some(HashMap::from([(
+                "type".into(),
+                vec!["network".into(), "service".into()],
+            )])),
         };
         let mut events = docker.events(Some(options));
         let wanted = format!("{stack}_");

@@ -190,7 +190,7 @@ def main():
         "again (polled every 5 ms).",
         "- Put → first write: a Stack record of one service written to etcd with the store "
         "API while `run` runs; the time from just before the put to the `create` event "
-        "dockerd reports for its service.",
+        "dockerd reports for its first object (the stack's network).",
         "",
     ]
     with open(md_path, "w") as f:

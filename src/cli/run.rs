@@ -32,10 +32,10 @@ pub struct RunOpts {
 
 /// How long the leader's lease lives without a keep-alive.
 const LEASE_TTL: Duration = Duration::from_secs(15);
-/// How long a trigger waits for more of its kind before its reconcile
-/// starts. Short: a heal or an apply is acted on within tens of
-/// milliseconds, and the Docker events a pass's own writes cause arrive while
-/// it runs, so they become one follow-up pass whatever the debounce.
+/// How long a Docker event or a resync waits for more of its kind before its
+/// reconcile starts. Short: a heal is acted on within tens of milliseconds,
+/// and the Docker events a pass's own writes cause arrive while it runs, so
+/// they become one follow-up pass whatever the debounce.
 const DEBOUNCE: Duration = Duration::from_millis(30);
 /// How long giving leadership up may take before the lease is left to expire.
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -154,7 +154,11 @@ async fn lead(
         ..metrics.runtime_config()
     };
     Controller::new(controllers.clone(), config)
-        .trigger(triggers::etcd(controllers.ctx.store.clone()))
+        // apply writes its records in one transaction, which the watch hands over whole.
+        .trigger_debounced(
+            triggers::etcd(controllers.ctx.store.clone()),
+            Duration::ZERO,
+        )
         .trigger(triggers::docker(controllers.clone()))
         .stamped_trigger(triggers::resync(controllers.clone(), opts.resync))
         .run(leading)

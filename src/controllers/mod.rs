@@ -210,11 +210,26 @@ impl Context {
     /// When etcd refuses the write.
     pub async fn write_status(&self, key: &RecordKey, status: &Status) -> Result<(), Error> {
         let previous = self.read_status(key).await?;
+        self.write_status_over(key, status, previous.as_ref()).await
+    }
+
+    /// [`Context::write_status`] against `previous`, the status as this
+    /// reconcile already read it (a key is never reconciled twice at once,
+    /// so no other pass wrote it meanwhile): one etcd read fewer per pass.
+    ///
+    /// # Errors
+    /// When etcd refuses the write.
+    pub async fn write_status_over(
+        &self,
+        key: &RecordKey,
+        status: &Status,
+        previous: Option<&Status>,
+    ) -> Result<(), Error> {
         let status = Status {
             message: bounded(status.message.clone()),
             ..status.clone()
         };
-        let Some(status) = status.changed_from(previous.as_ref()) else {
+        let Some(status) = status.changed_from(previous) else {
             return Ok(());
         };
         let value = serde_json::to_value(&status).unwrap_or_default();

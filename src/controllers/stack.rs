@@ -266,7 +266,8 @@ pub async fn reconcile(
     };
     let generation = stored.mod_revision;
     let self_heal = self_heals(&stored);
-    let applied = applied(ctx, key, generation).await?;
+    let previous = ctx.read_status(key).await?;
+    let applied = applied(previous.as_ref(), generation);
     // Once this generation was applied, an update swarm rolled back is not sent
     // again: it would only fail the same way. It stays Degraded until the record changes.
     let held =
@@ -318,7 +319,8 @@ pub async fn reconcile(
         Phase::Degraded if report_only => ctx.resync,
         _ => std::time::Duration::from_secs(2),
     };
-    ctx.write_status(key, &status).await?;
+    ctx.write_status_over(key, &status, previous.as_ref())
+        .await?;
     Ok(Action::requeue(again))
 }
 
@@ -349,16 +351,11 @@ async fn wait(
 ///
 /// With self-heal off a record is still deployed, once per change to it: only
 /// what happens to the swarm afterwards is reported rather than corrected.
-async fn applied(ctx: &Context, key: &RecordKey, generation: i64) -> Result<bool, Error> {
-    let Some(stored) = ctx.store.get_status(key.kind.as_str(), &key.name).await? else {
-        return Ok(false);
-    };
-    Ok(
-        serde_json::from_value::<Status>(stored.value).is_ok_and(|s| {
-            s.observed_revision == generation
-                && matches!(s.phase, Phase::Progressing | Phase::Ready | Phase::Degraded)
-        }),
-    )
+fn applied(previous: Option<&Status>, generation: i64) -> bool {
+    previous.is_some_and(|s| {
+        s.observed_revision == generation
+            && matches!(s.phase, Phase::Progressing | Phase::Ready | Phase::Degraded)
+    })
 }
 
 fn owned(live: &Live) -> Vec<Owned> {

@@ -63,8 +63,8 @@ impl Default for Config {
 pub struct Controller<K, R> {
     reconciler: Arc<R>,
     config: Config,
-    /// Keys with the instant each was asked for.
-    triggers: Vec<BoxStream<'static, (K, Instant)>>,
+    /// Keys with the instant each was asked for, and the stream's own debounce.
+    triggers: Vec<BoxStream<'static, (K, Instant, Option<Duration>)>>,
 }
 
 impl<K: Key, R: Reconciler<K>> Controller<K, R> {
@@ -85,6 +85,20 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
         self.stamped_trigger(keys.map(|key| (key, Instant::now())))
     }
 
+    /// [`Controller::trigger`], with its own debounce instead of
+    /// [`Config::debounce`]: a source whose changes arrive whole (an etcd
+    /// watch answers one transaction at once) needs none.
+    #[must_use]
+    pub fn trigger_debounced(
+        mut self,
+        keys: impl Stream<Item = K> + Send + 'static,
+        debounce: Duration,
+    ) -> Self {
+        let keys = keys.map(move |key| (key, Instant::now(), Some(debounce)));
+        self.triggers.push(keys.boxed());
+        self
+    }
+
     /// Adds a stream of keys, each with the instant it was asked for (see
     /// [`triggered_at`]): a resync names its keys as of the listing that found
     /// them, so a view taken by that listing is fresh enough for them.
@@ -93,6 +107,7 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
         mut self,
         keys: impl Stream<Item = (K, Instant)> + Send + 'static,
     ) -> Self {
+        let keys = keys.map(|(key, asked)| (key, asked, None));
         self.triggers.push(keys.boxed());
         self
     }
@@ -126,7 +141,10 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
                 Some(joined) = runner.tasks.join_next() => runner.finish(joined),
                 () = runner.queue.wait_due(), if phase == Phase::Running => {}
                 trigger = triggers.next(), if triggers_open && phase == Phase::Running => match trigger {
-                    Some((key, asked)) => runner.schedule(key, runner.config.debounce, asked),
+                    Some((key, asked, debounce)) => {
+                        let debounce = debounce.unwrap_or(runner.config.debounce);
+                        runner.schedule(key, debounce, asked);
+                    }
                     None => {
                         tracing::warn!("every trigger stream has ended; only requeues remain");
                         triggers_open = false;

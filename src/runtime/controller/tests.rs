@@ -414,3 +414,24 @@ async fn run_once_since_asks_every_key_at_the_given_instant() {
         state.asked
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_with_its_own_debounce_is_scheduled_by_it() {
+    let probe = Arc::new(Probe::default());
+    let (whole, whole_rx) = mpsc::unbounded_channel();
+    let (bursty, bursty_rx) = mpsc::unbounded_channel();
+    let shutdown = Shutdown::new();
+    let origin = Instant::now();
+    let controller = Controller::new(Arc::clone(&probe), Config::default())
+        .trigger_debounced(UnboundedReceiverStream::new(whole_rx), Duration::ZERO)
+        .trigger(UnboundedReceiverStream::new(bursty_rx))
+        .run(shutdown.clone());
+    let running = tokio::spawn(controller);
+    whole.send("a").unwrap();
+    bursty.send("b").unwrap();
+    run_for(SEC).await;
+    shutdown.trigger();
+    running.await.unwrap();
+    assert_eq!(probe.starts_of("a", origin), [Duration::ZERO]);
+    assert_eq!(probe.starts_of("b", origin), [200 * MS]);
+}

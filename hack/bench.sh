@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks swarmkeeper against what a user would run instead, side by side in one run:
-#   - one stack of 50 and one of 200 services (replicas 0: the control plane), and 50 with
-#     replicas 1: `swarmkeeper apply` + `run --once` vs `docker stack deploy --resolve-image never`
+#   - one stack of 50 and one of 200 services (replicas 0: the control plane), 50 with
+#     replicas 1, and 1 service (the fixed cost): `swarmkeeper apply` + `run --once` vs `docker stack deploy --resolve-image never`
 #     vs bare Engine API creates 8 at a time (examples/bench.rs, the lower bound);
 #   - the unchanged pass (`run --once` over converged state): wall time, Docker reads and
 #     writes, etcd writes, peak RSS, at 50 services (1 stack) and 1000 (100 stacks of 10);
@@ -128,7 +128,8 @@ unchanged() {
 }
 
 log "deploys: swarmkeeper vs docker stack deploy vs bare API, $RUNS runs each"
-for size in "50 0" "200 0" "50 1"; do
+# One service first: what each way costs whatever the stack (processes, connections, election).
+for size in "1 0" "50 0" "200 0" "50 1"; do
 	read -r n replicas <<<"$size"
 	compose "$WORK/c${n}r$replicas.yml" "$n" "$replicas"
 	for run in $(seq 1 "$RUNS"); do

@@ -19,6 +19,8 @@ PACKAGES=(
 	postgresql mariadb-server
 	# used by the scripts and tests: YAML editing in demo.sh, probes of published ports
 	python3 python3-yaml curl netcat-openbsd ca-certificates
+	# sync and run --sync follow Git repositories through the git CLI
+	git
 )
 DOCKERD_LOG=/var/log/dockerd.log
 SUMMARY=()

@@ -7,12 +7,15 @@
 //! | `/metrics` | Prometheus metrics; leadership is `swarmkeeper_leader` | its own |
 //! | `/drift` | each record's drift after its last reconcile, as `drift -o json` | 503: only the leader reconciles |
 //! | `/events` | the last events (`?record=Kind/name`, `?limit=N`) | read from etcd |
+//! | `/sources` | each GitOps source: last commit seen, applied, when, error | read from etcd |
+//! | `POST /hooks/git/<source>` | a signed push webhook: the sync fetches at once ([`hooks`]) | 503 |
 //!
 //! `/drift` and `/events` show object names and environment values: with a
 //! token configured they need `Authorization: Bearer <token>` ([`auth`]).
 
 pub mod auth;
 mod events;
+pub mod hooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +26,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::controllers::Controllers;
 use crate::metrics::Metrics;
@@ -40,6 +43,8 @@ pub struct AppState {
     pub token: Option<BearerToken>,
     /// Whether this replica leads, and so whether its drift cache is filled.
     leading: AtomicBool,
+    /// The push webhooks of `run --sync`, by source.
+    pub hooks: hooks::Hooks,
 }
 
 impl AppState {
@@ -55,7 +60,15 @@ impl AppState {
             metrics,
             token,
             leading: AtomicBool::new(false),
+            hooks: hooks::Hooks::new(),
         }
+    }
+
+    /// The same state, serving the push webhooks of `hooks`.
+    #[must_use]
+    pub fn with_hooks(mut self, hooks: hooks::Hooks) -> Self {
+        self.hooks = hooks;
+        self
     }
 
     /// Says whether this replica leads: the `swarmkeeper_leader` gauge, and
@@ -73,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let guarded = Router::new()
         .route("/drift", get(drift))
         .route("/events", get(events::events))
+        .route("/sources", get(hooks::sources))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -81,6 +95,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/hooks/git/{source}",
+            post(hooks::push).layer(axum::extract::DefaultBodyLimit::max(hooks::MAX_PAYLOAD)),
+        )
         .merge(guarded)
         .with_state(state)
 }

@@ -25,6 +25,8 @@
 //! - [`report`], [`http`], [`metrics`]: what people read: tables and drift
 //!   reports, the controller's endpoints, Prometheus metrics.
 //! - [`text`]: bounds on the foreign text a message quotes.
+//! - [`gitops`], [`notify`]: following a Git repository (sync, push webhooks,
+//!   source ownership) and telling people when something fails.
 //!
 //! A record's path: `swarmkeeper apply` → [`api::load`] validates it →
 //! [`store`] writes `<prefix>/desired/<Kind>/<name>` → the leader's etcd
@@ -37,8 +39,10 @@ pub mod cli;
 pub mod controllers;
 pub mod db;
 pub mod docker;
+pub mod gitops;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod runtime;

@@ -84,8 +84,11 @@ enum Command {
         /// Validate and report, write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Overwrite records another source owns (they become this apply's).
+        #[arg(long)]
+        force: bool,
     },
-    /// Show what an apply of these files would change in etcd.
+    /// Show what an apply of these files would change in etcd, and what the controller would do in the swarm.
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
@@ -149,6 +152,55 @@ enum Command {
         /// File holding a token: /drift and /events then need `Authorization: Bearer <token>`.
         #[arg(long, env = "SWARMKEEPER_HTTP_TOKEN_FILE")]
         http_token_file: Option<PathBuf>,
+        /// Follow a Git repository, on the leader (repeatable, one per source):
+        /// `source=NAME,repo=URL,path=DIR[,branch=main][,interval=30s][,token-file=F]
+        /// [,username=U][,ssh-key-file=F][,known-hosts-file=F][,webhook-secret-file=F][,cache-dir=D]`.
+        /// In the environment, several are separated by `;`.
+        #[arg(long, env = "SWARMKEEPER_SYNC", value_delimiter = ';',
+              value_parser = swarmkeeper::gitops::SyncSpec::parse)]
+        sync: Vec<swarmkeeper::gitops::SyncSpec>,
+        #[command(flatten)]
+        notify: NotifyArgs,
+    },
+    /// Follow a Git repository: apply each new commit of a branch as
+    /// `apply --source NAME --prune --commit <sha>` would.
+    Sync {
+        /// The repository URL (https://, ssh://, git@host:path, file://).
+        #[arg(long, env = "SWARMKEEPER_SYNC_REPO")]
+        repo: String,
+        #[arg(long, env = "SWARMKEEPER_SYNC_BRANCH", default_value = "main")]
+        branch: String,
+        /// The folder of records inside the repository (`.` for its root, where
+        /// every YAML file, CI workflows included, must then be a record).
+        #[arg(long, env = "SWARMKEEPER_SYNC_PATH")]
+        path: String,
+        /// The source name the records are applied under.
+        #[arg(long, env = "SWARMKEEPER_SOURCE")]
+        source: String,
+        /// How often to fetch.
+        #[arg(long, env = "SWARMKEEPER_SYNC_INTERVAL", default_value = "30s",
+              value_parser = swarmkeeper::gitops::sync::parse_interval)]
+        interval: Duration,
+        /// File holding an HTTPS token, sent as the password (never on a command line).
+        #[arg(long, env = "SWARMKEEPER_GIT_TOKEN_FILE")]
+        git_token_file: Option<PathBuf>,
+        /// The user name sent with the token (default x-access-token).
+        #[arg(long, env = "SWARMKEEPER_GIT_USERNAME")]
+        git_username: Option<String>,
+        /// Private SSH key for ssh:// repositories.
+        #[arg(long, env = "SWARMKEEPER_GIT_SSH_KEY_FILE")]
+        git_ssh_key_file: Option<PathBuf>,
+        /// The host keys ssh accepts (without it, learnt on first use).
+        #[arg(long, env = "SWARMKEEPER_GIT_KNOWN_HOSTS_FILE")]
+        git_known_hosts_file: Option<PathBuf>,
+        /// Where the repository is mirrored (a folder under the temp dir by default).
+        #[arg(long, env = "SWARMKEEPER_GIT_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Fetch and apply once, then exit (64 when the commit is invalid).
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Manage the key secret values are sealed with.
     Key {
@@ -165,6 +217,41 @@ enum Command {
         #[arg(long, default_value = "crds")]
         out: PathBuf,
     },
+}
+
+/// Where `run` sends notifications.
+#[derive(Args, Debug)]
+struct NotifyArgs {
+    /// POST a JSON message here when a record fails, recovers or drifts, or a
+    /// sync fails or recovers (repeatable).
+    #[arg(
+        long = "notify-webhook",
+        env = "SWARMKEEPER_NOTIFY_WEBHOOK",
+        value_delimiter = ','
+    )]
+    urls: Vec<String>,
+    /// `json` (documented in the README) or `slack` (Slack/Mattermost text).
+    #[arg(
+        long = "notify-format",
+        env = "SWARMKEEPER_NOTIFY_FORMAT",
+        default_value = "json"
+    )]
+    format: swarmkeeper::notify::Format,
+    /// At most one message per record in this window; changes in between are folded.
+    #[arg(long = "notify-min-interval", env = "SWARMKEEPER_NOTIFY_MIN_INTERVAL",
+          default_value = "1m", value_parser = parse_resync)]
+    window: Duration,
+}
+
+impl NotifyArgs {
+    fn config(self, prefix: &str) -> swarmkeeper::notify::NotifyConfig {
+        swarmkeeper::notify::NotifyConfig {
+            urls: self.urls,
+            format: self.format,
+            prefix: prefix.to_owned(),
+            window: self.window,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +276,8 @@ enum Format {
     Table,
     Yaml,
     Json,
+    /// The table with each record's source and commit, and a kind's detail.
+    Wide,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -290,6 +379,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Format::Table => Output::Table,
         Format::Yaml => Output::Yaml,
         Format::Json => Output::Json,
+        Format::Wide => Output::Wide,
     };
     match cli.command {
         Command::Apply {
@@ -298,6 +388,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             prune,
             commit,
             dry_run,
+            force,
         } => {
             let opts = cli::apply::ApplyOpts {
                 files,
@@ -305,10 +396,16 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 prune,
                 commit,
                 dry_run,
+                force,
+                repo: None,
             };
-            cli::apply::apply(&global, &opts).await
+            let code = cli::apply::apply(&global, &opts).await?;
+            if opts.dry_run {
+                cli::diff::dry_run(&global, &opts.files).await?;
+            }
+            Ok(code)
         }
-        Command::Diff { files, exit_code } => cli::apply::diff(&global, &files, exit_code).await,
+        Command::Diff { files, exit_code } => cli::diff::diff(&global, &files, exit_code).await,
         Command::Get {
             kind,
             name,
@@ -341,6 +438,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             once,
             force,
             http_token_file,
+            sync,
+            notify,
         } => {
             let opts = cli::run::RunOpts {
                 http_addr,
@@ -349,8 +448,40 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 once,
                 force,
                 http_token_file,
+                sync,
+                notify: notify.config(&global.prefix),
             };
             cli::run::run(&global, &opts).await
+        }
+        Command::Sync {
+            repo,
+            branch,
+            path,
+            source,
+            interval,
+            git_token_file,
+            git_username,
+            git_ssh_key_file,
+            git_known_hosts_file,
+            cache_dir,
+            once,
+            notify,
+        } => {
+            let spec = swarmkeeper::gitops::SyncSpec {
+                branch,
+                path,
+                interval,
+                auth: swarmkeeper::gitops::git::GitAuth {
+                    ssh_key_file: git_ssh_key_file,
+                    known_hosts_file: git_known_hosts_file,
+                    token_file: git_token_file,
+                    username: git_username,
+                },
+                cache_dir,
+                ..swarmkeeper::gitops::SyncSpec::new(&source, &repo)
+            };
+            let notify = notify.config(&global.prefix);
+            cli::sync::sync(&global, spec, once, notify).await
         }
         Command::Key {
             command: KeyCommand::Rotate { new_key_file },

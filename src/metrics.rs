@@ -44,6 +44,13 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Labels of `swarmkeeper_notifications_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// `sent`, `failed` (after the retries) or `dropped` (a queue was full).
+    pub result: &'static str,
+}
+
 /// 5 ms doubling to about 41 s: a converged pass takes milliseconds, a
 /// stack deploy on a busy machine tens of seconds.
 fn duration_histogram() -> Histogram {
@@ -62,6 +69,8 @@ pub struct Metrics {
     pub workqueue_adds: Counter,
     pub workqueue_retries: Counter,
     pub leader: Gauge,
+    /// Counted by [`crate::notify::Notifier`].
+    pub notifications: Family<NotifyLabels, Counter>,
 }
 
 impl Metrics {
@@ -77,6 +86,7 @@ impl Metrics {
             workqueue_adds: Counter::default(),
             workqueue_retries: Counter::default(),
             leader: Gauge::default(),
+            notifications: Family::default(),
         };
         metrics.register_all();
         docker.register(&mut metrics.registry);
@@ -125,6 +135,11 @@ impl Metrics {
             "leader",
             "1 when this replica is the leader",
             self.leader.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications by result: sent, failed after retries, dropped from a full queue",
+            self.notifications.clone(),
         );
     }
 

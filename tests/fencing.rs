@@ -3,8 +3,9 @@
 //!
 //! A real etcd (tests/common), the real swarm and the binary. The pause test
 //! holds the leader's service update in a proxy the test owns, freezes the
-//! leader past its lease, lets a second replica take over and converge newer
-//! generations, then wakes the old one up.
+//! leader past its lease, lets a second replica take over (within the lease's
+//! TTL + 2 s of the pause) and converge newer generations, then wakes the old
+//! one up.
 
 mod common;
 
@@ -24,6 +25,8 @@ use tokio::sync::watch;
 
 /// Long enough for a lease to expire (15 s) and a stack to converge on a busy machine.
 const TIMEOUT: Duration = Duration::from_secs(90);
+/// The lease `swarmkeeper run` campaigns with.
+const LEASE_TTL: Duration = Duration::from_secs(15);
 
 /// Kills the test's processes and removes the services its stack owns, even on panic.
 struct Guard {
@@ -297,15 +300,28 @@ async fn a_leader_paused_past_its_lease_lands_no_write_after_it_wakes() {
     // for a while, and only its own deadline can stop it.
     etcd_link.frozen.send_replace(true);
     signal(&guard.children[0], "STOP");
+    let stopped = Instant::now();
 
+    let new_addr = format!("127.0.0.1:{}", free_port());
     let new = cli(&store)
-        .args(["run", "--http-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["run", "--http-addr", &new_addr])
         .args(["--resync", "1h"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("run starts");
     guard.children.push(new);
+    // The old lease was last kept alive before the pause: the second replica
+    // leads once it expires, within its TTL, plus the election's own moves.
+    eventually("the second replica leads", || {
+        leader_gauge(&new_addr) == Some(1)
+    })
+    .await;
+    assert!(
+        stopped.elapsed() <= LEASE_TTL + Duration::from_secs(2),
+        "the takeover took {:?}, more than the lease's TTL + 2 s",
+        stopped.elapsed()
+    );
     eventually("the new leader converges generation 2", || {
         service_state(&service).is_some_and(|(g, _)| g == "2")
     })

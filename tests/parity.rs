@@ -1,393 +1,16 @@
 //! Parity with `docker stack deploy`: the same compose file deployed by swarmkeeper and by
 //! the docker CLI gives equal services, networks, secrets and configs, apart from names,
-//! IDs, versions and bookkeeping labels.
-//!
-//! The reference client is Debian's `/usr/bin/docker` 20.10, the release of the dockerd
-//! running here: a client's version decides what it sends (a newer one fills in other
-//! `UpdateConfig` defaults and knows keys the 1.41 API does not), and the operator of a
-//! 20.10 swarm deploys with the matching CLI.
-//!
-//! swarmkeeper's side is the real binary on an etcd prefix of its own: `apply -f` reads
-//! the compose file and its `file:` secrets and configs, `run --once` converges. Objects
-//! are scoped to the prefix, so tests running at once never prune each other's stacks.
+//! IDs, versions and bookkeeping labels (the harness is `common/parity.rs`).
 //!
 //! Needs a swarm manager (`hack/setup.sh`) and the `local/busybox:1` image.
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use serde_json::{Map, Value};
-
-use common::swarm::{
-    DOCKER, docker, docker_ok, names_with_label, require_swarm_manager, stack_deploy,
+use common::parity::{
+    Cleanup, ExternalObjects, Swarmkeeper, alphanumeric_name, assert_parity, assert_parity_sides,
+    assert_parity_with, fixture,
 };
-use common::{Etcd, unique_name};
-
-const NAMESPACE: &str = "com.docker.stack.namespace";
-/// Placeholder both stack names are replaced by.
-const STACK: &str = "STACK";
-
-/// Like [`docker_ok`], ignoring failures: for cleanup.
-fn docker_quiet(args: &[&str]) {
-    let _ = docker(args);
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/parity")
-        .join(name)
-}
-
-/// External objects a fixture uses (`<base>_net`, `<base>_secret`, `<base>_config`),
-/// created before the stacks and removed after them.
-struct ExternalObjects {
-    base: String,
-}
-
-impl ExternalObjects {
-    fn create() -> Self {
-        let base = alphanumeric_name("skpx");
-        docker_ok(&[
-            "network",
-            "create",
-            "--driver",
-            "overlay",
-            "--attachable",
-            &format!("{base}_net"),
-        ]);
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("value");
-        std::fs::write(&file, "external value\n").expect("write value");
-        let file = file.display().to_string();
-        docker_ok(&["secret", "create", &format!("{base}_secret"), &file]);
-        docker_ok(&["config", "create", &format!("{base}_config"), &file]);
-        Self { base }
-    }
-}
-
-impl Drop for ExternalObjects {
-    fn drop(&mut self) {
-        for (object, suffix) in [
-            ("secret", "secret"),
-            ("config", "config"),
-            ("network", "net"),
-        ] {
-            docker_quiet(&[object, "rm", &format!("{}_{suffix}", self.base)]);
-        }
-    }
-}
-
-/// [`unique_name`] without its dashes: stack names become parts of other names.
-fn alphanumeric_name(base: &str) -> String {
-    unique_name(base)
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect()
-}
-
-/// Removes both stacks, whatever the test's outcome, and anything swarmkeeper left
-/// under its owner label.
-struct Cleanup {
-    cli: String,
-    swarmkeeper: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        docker_quiet(&["stack", "rm", &self.cli, &self.swarmkeeper]);
-        let owner = format!("swarmkeeper.owner=Stack.{}", self.swarmkeeper);
-        for object in ["service", "secret", "config", "network"] {
-            let names = names_with_label(object, &owner);
-            if !names.is_empty() {
-                let mut args = vec![object, "rm"];
-                args.extend(names.iter().map(String::as_str));
-                docker_quiet(&args);
-            }
-        }
-    }
-}
-
-/// swarmkeeper's side: the real binary, on a prefix of its own in the test etcd.
-struct Swarmkeeper {
-    /// Holds the secret key and the record file.
-    dir: tempfile::TempDir,
-    endpoint: String,
-    prefix: String,
-}
-
-impl Swarmkeeper {
-    /// Stores `compose` as the Stack record `stack` with `swarmkeeper apply`; `env` is
-    /// the environment `apply` interpolates the compose file with.
-    fn apply(stack: &str, compose: &Path, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("key"), rand::random::<[u8; 32]>()).expect("write key");
-        let record = dir.path().join("stack.yaml");
-        std::fs::write(
-            &record,
-            format!(
-                "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Stack\nmetadata:\n  name: {stack}\nspec:\n  composeFile: {}\n",
-                compose.display()
-            ),
-        )
-        .expect("write record");
-        let config = Etcd::shared().config("parity");
-        let swarmkeeper = Self {
-            dir,
-            endpoint: config.endpoints[0].clone(),
-            prefix: config.prefix,
-        };
-        let record = record.display().to_string();
-        swarmkeeper.run(&["apply", "-f", &record], env);
-        swarmkeeper
-    }
-
-    /// `swarmkeeper run --once`: converges every record of the prefix, which is
-    /// ours alone; returns its summary line.
-    fn converge(&self) -> String {
-        self.run(&["run", "--once"], &[])
-    }
-
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_swarmkeeper"))
-            .args(["--etcd-endpoints", &self.endpoint, "--prefix", &self.prefix])
-            .arg("--secret-key-file")
-            .arg(self.dir.path().join("key"))
-            .args(args)
-            .envs(env.iter().copied())
-            .output()
-            .expect("run swarmkeeper");
-        assert!(
-            out.status.success(),
-            "swarmkeeper {} failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-/// A stack as deployed, normalised: objects by kind and logical name.
-type Deployed = BTreeMap<String, BTreeMap<String, Value>>;
-
-/// Reads back every object of `stack` and normalises it for comparison.
-fn observe(stack: &str, network_names: &BTreeMap<String, String>) -> Deployed {
-    let namespace = format!("{NAMESPACE}={stack}");
-    let mut deployed = Deployed::new();
-    for object in ["service", "network", "secret", "config"] {
-        let mut by_name = BTreeMap::new();
-        for name in names_with_label(object, &namespace) {
-            let out = Command::new(DOCKER)
-                .args([object, "inspect", &name])
-                .output()
-                .expect("run docker inspect");
-            if !out.status.success() {
-                // Removed since it was listed: the caller sees a missing object.
-                continue;
-            }
-            let inspected: Value = serde_json::from_slice(&out.stdout)
-                .unwrap_or_else(|e| panic!("docker {object} inspect {name}: {e}"));
-            let mut value = inspected[0].clone();
-            normalise(object, &mut value, network_names);
-            let mut text = value.to_string();
-            text = text.replace(stack, STACK);
-            let value: Value = serde_json::from_str(&text).expect("normalised JSON");
-            by_name.insert(logical_name(&name.replace(stack, STACK)), value);
-        }
-        deployed.insert(object.to_owned(), by_name);
-    }
-    deployed
-}
-
-/// `<stack>_<key>.v<hash10>`, swarmkeeper's versioned secret and config names, without
-/// the version.
-fn logical_name(name: &str) -> String {
-    let versioned = regex::Regex::new(r"\.v[0-9a-f]{10}$").expect("regex");
-    versioned.replace(name, "").into_owned()
-}
-
-/// Drops what differs between any two deployments (IDs, versions, times, addresses) and
-/// swarmkeeper's bookkeeping labels; points references at names rather than IDs.
-fn normalise(object: &str, value: &mut Value, network_names: &BTreeMap<String, String>) {
-    let Some(map) = value.as_object_mut() else {
-        return;
-    };
-    for field in [
-        "ID",
-        "Id",
-        "Version",
-        "CreatedAt",
-        "UpdatedAt",
-        "Created",
-        "Endpoint",
-        "UpdateStatus",
-        "ServiceStatus",
-        "PreviousSpec",
-        "Containers",
-        "Peers",
-    ] {
-        map.remove(field);
-    }
-    if object == "network" {
-        // Subnets and VXLAN IDs are allocated per network: two deployments never share them.
-        if let Some(ipam) = map.get_mut("IPAM").and_then(Value::as_object_mut) {
-            ipam.remove("Config");
-        }
-        if let Some(options) = map.get_mut("Options").and_then(Value::as_object_mut) {
-            options.remove("com.docker.network.driver.overlay.vxlanid_list");
-        }
-    }
-    if let Some(Value::String(name)) = value.pointer_mut("/Spec/Name") {
-        *name = logical_name(name);
-    }
-    if let Some(container) = value.pointer_mut("/Spec/TaskTemplate/ContainerSpec") {
-        for (list, id, name) in [
-            ("Secrets", "SecretID", "SecretName"),
-            ("Configs", "ConfigID", "ConfigName"),
-        ] {
-            for reference in container
-                .get_mut(list)
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(reference) = reference.as_object_mut() {
-                    reference.remove(id);
-                    if let Some(Value::String(n)) = reference.get_mut(name) {
-                        *n = logical_name(n);
-                    }
-                }
-            }
-        }
-    }
-    if let Some(networks) = value
-        .pointer_mut("/Spec/TaskTemplate/Networks")
-        .and_then(Value::as_array_mut)
-    {
-        for attachment in networks {
-            if let Some(Value::String(target)) = attachment.get_mut("Target")
-                && let Some(name) = network_names.get(target.as_str())
-            {
-                target.clone_from(name);
-            }
-        }
-    }
-    drop_bookkeeping_labels(value);
-}
-
-/// Removes `swarmkeeper.*` keys from every `Labels` map, at any depth.
-fn drop_bookkeeping_labels(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            if let Some(Value::Object(labels)) = map.get_mut("Labels") {
-                labels.retain(|k, _| !k.starts_with("swarmkeeper."));
-            }
-            map.values_mut().for_each(drop_bookkeeping_labels);
-        }
-        Value::Array(items) => items.iter_mut().for_each(drop_bookkeeping_labels),
-        _ => {}
-    }
-}
-
-/// Network IDs to names, for every network of the swarm.
-fn network_names() -> BTreeMap<String, String> {
-    docker_ok(&[
-        "network",
-        "ls",
-        "--no-trunc",
-        "--format",
-        "{{.ID}} {{.Name}}",
-    ])
-    .lines()
-    .filter_map(|line| line.split_once(' '))
-    .map(|(id, name)| (id.to_owned(), name.to_owned()))
-    .collect()
-}
-
-/// Paths (`service.STACK_web.Spec.Labels`) where the two values differ, with both sides.
-fn differences(path: &str, cli: &Value, ours: &Value, out: &mut Vec<String>) {
-    match (cli, ours) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            let null = Value::Null;
-            for k in keys {
-                differences(
-                    &format!("{path}.{k}"),
-                    a.get(k).unwrap_or(&null),
-                    b.get(k).unwrap_or(&null),
-                    out,
-                );
-            }
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                differences(&format!("{path}[{i}]"), x, y, out);
-            }
-        }
-        _ if cli != ours => out.push(format!(
-            "{path}:\n    docker stack deploy: {cli}\n    swarmkeeper:         {ours}"
-        )),
-        _ => {}
-    }
-}
-
-fn to_value(deployed: &Deployed) -> Value {
-    let kinds: Map<String, Value> = deployed
-        .iter()
-        .map(|(kind, objects)| {
-            let objects: Map<String, Value> = objects
-                .iter()
-                .map(|(n, v)| (n.clone(), v.clone()))
-                .collect();
-            (kind.clone(), Value::Object(objects))
-        })
-        .collect();
-    Value::Object(kinds)
-}
-
-/// Deploys `file` both ways and asserts the stacks are equal after normalisation.
-fn assert_parity(file: &str) {
-    assert_parity_with(file, &[]);
-}
-
-/// [`assert_parity`] with environment variables for the compose file's interpolation.
-fn assert_parity_with(file: &str, env: &[(&str, &str)]) {
-    require_swarm_manager();
-    let base = alphanumeric_name("skp");
-    // Same length, neither a prefix of the other: replacing one never touches the other.
-    let cleanup = Cleanup {
-        cli: format!("{base}c"),
-        swarmkeeper: format!("{base}s"),
-    };
-    let compose = fixture(file);
-    stack_deploy(&compose.display().to_string(), &cleanup.cli, env);
-    let swarmkeeper = Swarmkeeper::apply(&cleanup.swarmkeeper, &compose, env);
-
-    let cli = observe(&cleanup.cli, &network_names());
-    swarmkeeper.converge();
-    let ours = observe(&cleanup.swarmkeeper, &network_names());
-    assert!(
-        !cli["service"].is_empty(),
-        "docker stack deploy created no service for {file}"
-    );
-    let mut diffs = Vec::new();
-    differences(file, &to_value(&cli), &to_value(&ours), &mut diffs);
-    assert!(
-        diffs.is_empty(),
-        "{file}: swarmkeeper and docker stack deploy differ:\n  {}",
-        diffs.join("\n  ")
-    );
-    // Whatever the daemon filled in, the next pass finds nothing to change.
-    let again = swarmkeeper.converge();
-    assert!(
-        again.contains("with 0 writes to dockerd"),
-        "{file}: a second pass over converged state wrote:\n{again}\nwhat differs:\n{}",
-        swarmkeeper.run(&["drift"], &[])
-    );
-}
+use common::swarm::{docker_ok, require_swarm_manager};
 
 #[test]
 fn web_with_configs_secrets_healthcheck_update_resources_placement() {
@@ -419,4 +42,117 @@ fn external_network_secret_and_config_named_by_interpolation() {
 #[test]
 fn templated_config_and_secret_keep_their_template_driver() {
     assert_parity("templated.yml");
+}
+
+/// The shell a `wild.yml` deployment runs in: interpolated values, and the values bare or
+/// empty `environment` and `env_file` entries take.
+const WILD_ENV: &[(&str, &str)] = &[
+    ("SHELL_FILLED", "from-shell"),
+    ("FROM_SHELL_EMPTY", "shell"),
+    ("PARITY_SHELL_ONLY", "shell-only"),
+    ("PARITY_TAG", "1.2"),
+    ("PARITY_TRUE", "true"),
+    ("PARITY_FALSE", "no"),
+    ("PARITY_ZERO", "0"),
+    ("PARITY_TWO", "2"),
+    ("PARITY_RATIO", "0.5"),
+];
+
+#[test]
+fn env_files_literal_defaults_casts_credential_spec_unused_externals_and_home_binds() {
+    assert_parity_with("wild.yml", WILD_ENV);
+}
+
+#[test]
+fn env_files_of_the_record_give_what_the_cli_takes_from_the_shell() {
+    let files = ["wild/base-vars.env", "wild/prod-vars.env"]
+        .map(|file| format!("    - {}\n", fixture(file).display()))
+        .concat();
+    assert_parity_sides(
+        "envfiles.yml",
+        &[
+            ("PARITY_GREETING", "hello from a .env"),
+            ("PARITY_WHO", "from-the-shell"),
+            ("PARITY_REPLICAS", "0"),
+            ("PARITY_RELEASE", "1.1"),
+            ("PARITY_TIER", "prod"),
+        ],
+        &[("PARITY_WHO", "from-the-shell")],
+        &format!("  envFiles:\n{files}"),
+    );
+}
+
+#[test]
+fn docker_cli_full_example() {
+    require_swarm_manager();
+    let externals = ExternalObjects::create();
+    assert_parity_with(
+        "cli-full-example.yml",
+        &[("PARITY_EXTERNAL", &externals.base)],
+    );
+}
+
+#[test]
+fn docker_cli_interpolation_cast_test() {
+    require_swarm_manager();
+    let externals = ExternalObjects::create();
+    assert_parity_with(
+        "cli-interpolation-cast.yml",
+        &[
+            ("PARITY_EXTERNAL", &externals.base),
+            ("theint", "555"),
+            ("thefloat", "0.5"),
+            ("thebool", "true"),
+            ("thezero", "0"),
+        ],
+    );
+}
+
+/// `spec.ignoreDifferences`: replicas set by someone else (an autoscaler) are not drift,
+/// a pass writes nothing, and an update for another reason keeps them.
+#[test]
+fn ignored_differences_are_neither_reported_nor_reset() {
+    require_swarm_manager();
+    let stack = alphanumeric_name("skpi");
+    let _cleanup = Cleanup {
+        cli: format!("{stack}c"),
+        swarmkeeper: stack.clone(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let compose = dir.path().join("compose.yml");
+    let write = |value: &str| {
+        let text = format!(
+            "services:\n  web:\n    image: local/busybox:1\n    command: [sleep, '3600']\n    environment: {{A: '{value}'}}\n    deploy: {{replicas: 0}}\n"
+        );
+        std::fs::write(&compose, text).expect("write compose");
+    };
+    write("1");
+    let swarmkeeper = Swarmkeeper::apply_with(
+        &stack,
+        &compose,
+        &[],
+        "  ignoreDifferences: [services.web.deploy.replicas]\n",
+    );
+    swarmkeeper.converge();
+    let service = format!("{stack}_web");
+    docker_ok(&["service", "update", "--detach", "--replicas", "1", &service]);
+    let again = swarmkeeper.converge();
+    assert!(again.contains("with 0 writes to dockerd"), "{again}");
+    let drift = swarmkeeper.run(&["drift", "--exit-code", "-o", "json"], &[]);
+    assert!(!drift.contains("replicas"), "{drift}");
+
+    write("2");
+    swarmkeeper.run(&["apply", "-f", &swarmkeeper.record()], &[]);
+    swarmkeeper.converge();
+    let spec = docker_ok(&[
+        "service",
+        "inspect",
+        &service,
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}} {{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+    ]);
+    assert_eq!(
+        spec, r#"1 ["A=2"]"#,
+        "the update kept the replicas set by hand"
+    );
 }

@@ -488,6 +488,7 @@ async fn secrets_are_stored_sealed_and_sources_round_trip() {
         records: vec!["Stack/web".into(), "Network/front".into()],
         commit: Some("0123abc".into()),
         applied_at: jiff::Timestamp::now(),
+        ..SourceRecord::empty()
     };
     store.put_source("prod", &source).await.unwrap();
     assert_eq!(store.get_source("prod").await.unwrap(), Some(source));

@@ -3,17 +3,28 @@
 
 use std::sync::LazyLock;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::rules::Errors;
 use super::secret_value::SecretValue;
 
 static IDENTIFIER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_$-]*$").expect("valid regex"));
-static PRIVILEGE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z]+( [A-Za-z]+)*$").expect("valid regex"));
+/// A template that starts with `scheme://` (`jdbc:postgresql://` too) renders a URL.
+static URL_SCHEME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9+.:-]*://").expect("valid regex"));
+/// What a user or password in a URL is escaped from: everything but RFC 3986's
+/// unreserved characters, so `@`, `:`, `/`, `?`, `#` and `%` cannot end the
+/// userinfo early, and every URL parser decodes it back.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 static HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([A-Za-z0-9]([A-Za-z0-9_-]{0,62})?\.?)+$|^\[?[0-9A-Fa-f:.]+\]?$")
         .expect("valid regex")
@@ -80,11 +91,19 @@ impl Engine {
         }
     }
 
-    /// The longest user name the engine takes.
+    /// The longest user name the engine takes (MySQL's 32, which MariaDB takes too).
     fn max_user_len(self) -> usize {
         match self {
             Engine::Postgres => 63,
             Engine::Mysql | Engine::Mariadb => 32,
+        }
+    }
+
+    /// The longest database name the engine keeps whole.
+    fn max_database_len(self) -> usize {
+        match self {
+            Engine::Postgres => 63,
+            Engine::Mysql | Engine::Mariadb => 64,
         }
     }
 }
@@ -179,7 +198,9 @@ fn parse_template(template: &str) -> Result<Vec<Piece<'_>>, String> {
 }
 
 impl ConnectionSecret {
-    /// The secret's value: the template with its placeholders filled in.
+    /// The secret's value: the template with its placeholders filled in. In a
+    /// URL template (`scheme://...`) the user and the password are
+    /// percent-encoded, so any character a password holds keeps the URL whole.
     ///
     /// # Errors
     /// The template is invalid (records that passed validation never are), or the
@@ -190,12 +211,22 @@ impl ConnectionSecret {
             .expose_str()
             .ok_or("the password is not UTF-8 text")?;
         let port = values.port.to_string();
+        let url = URL_SCHEME.is_match(&self.template);
+        // Copies of the password are wiped when dropped, as the value itself is.
+        let escape = |text: &str| -> Zeroizing<String> {
+            Zeroizing::new(if url {
+                utf8_percent_encode(text, USERINFO).to_string()
+            } else {
+                text.to_owned()
+            })
+        };
+        let (user, password) = (escape(values.user), escape(password));
         let mut out = String::with_capacity(self.template.len() + password.len());
         for piece in parse_template(&self.template)? {
             out.push_str(match piece {
                 Piece::Text(text) => text,
-                Piece::Placeholder("user") => values.user,
-                Piece::Placeholder("password") => password,
+                Piece::Placeholder("user") => &user,
+                Piece::Placeholder("password") => &password,
                 Piece::Placeholder("host") => values.host,
                 Piece::Placeholder("port") => &port,
                 Piece::Placeholder(_) => values.database,
@@ -238,12 +269,15 @@ impl DatabaseUserSpec {
                 ),
             );
         }
+        let max = self.engine.max_database_len();
         if let Some(database) = &self.database
-            && (!IDENTIFIER.is_match(database) || database.len() > 63)
+            && (!IDENTIFIER.is_match(database) || database.len() > max)
         {
             errors.push(
                 "spec.database",
-                format!("{database:?} is not a database name"),
+                format!(
+                    "{database:?} is not a database name (letters, digits, '_', '$', '-'; at most {max})"
+                ),
             );
         }
         if self.database.is_none() {
@@ -258,10 +292,16 @@ impl DatabaseUserSpec {
             }
         }
         for (i, privilege) in self.privileges.iter().enumerate() {
-            if !PRIVILEGE.is_match(privilege) {
+            // The engine's allow-list is the one `db` grants from: what it would
+            // refuse later is refused here, before anything is written.
+            if crate::db::normalize_privilege(self.engine, privilege).is_err() {
                 errors.push(
                     format!("spec.privileges[{i}]"),
-                    format!("{privilege:?} is not a privilege"),
+                    format!(
+                        "{privilege:?} is not a privilege {:?} grants (known: {})",
+                        self.engine,
+                        crate::db::known_privileges(self.engine).join(", ")
+                    ),
                 );
             }
         }
@@ -370,6 +410,59 @@ mod tests {
         );
     }
 
+    fn render(template: &str, user: &str, password: &str) -> String {
+        let connection = ConnectionSecret {
+            name: "uri".into(),
+            template: template.into(),
+        };
+        let password = SecretValue::from(password);
+        let values = TemplateValues {
+            user,
+            password: &password,
+            host: "db",
+            port: 5432,
+            database: "d",
+        };
+        let rendered = connection.render(&values).unwrap();
+        rendered.expose_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_url_template_escapes_the_user_and_the_password() {
+        let password = "p@ss:w/rd?x#y%z é";
+        let url = render(
+            "postgres://{{user}}:{{password}}@{{host}}:{{port}}/{{database}}",
+            "a@b",
+            password,
+        );
+        assert_eq!(
+            url,
+            "postgres://a%40b:p%40ss%3Aw%2Frd%3Fx%23y%25z%20%C3%A9@db:5432/d"
+        );
+        // The URL parses whole, and the userinfo decodes back to the values.
+        let (userinfo, rest) = url["postgres://".len()..].rsplit_once('@').unwrap();
+        assert_eq!(rest, "db:5432/d");
+        let (user, escaped) = userinfo.split_once(':').unwrap();
+        let decoded = percent_encoding::percent_decode_str(escaped).decode_utf8();
+        assert_eq!(decoded.unwrap(), password);
+        assert_eq!(user, "a%40b");
+        let jdbc = render(
+            "jdbc:mysql://{{host}}/{{database}}?user={{user}}&password={{password}}",
+            "u",
+            "a&b=c",
+        );
+        assert_eq!(jdbc, "jdbc:mysql://db/d?user=u&password=a%26b%3Dc");
+        // Not a URL: the values as they are.
+        assert_eq!(
+            render(
+                "host={{host}} user={{user}} password={{password}}",
+                "u",
+                "p@:/"
+            ),
+            "host=db user=u password=p@:/"
+        );
+    }
+
     #[test]
     fn cross_field_rules() {
         let mut no_db = spec(serde_json::json!({
@@ -388,5 +481,32 @@ mod tests {
         );
         let injected = spec(serde_json::json!({"user": "a; DROP", "privileges": ["ALL; DROP"]}));
         assert_eq!(errors_of(&injected).len(), 2);
+    }
+
+    #[test]
+    fn privileges_and_name_lengths_follow_the_engine() {
+        let unknown = spec(serde_json::json!({"privileges": ["connect", "FROBNICATE"]}));
+        let errors = errors_of(&unknown);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("spec.privileges[1]: \"FROBNICATE\" is not a privilege"),
+            "{errors:?}"
+        );
+        let mysql_only = spec(serde_json::json!({"privileges": ["LOCK TABLES"]}));
+        assert_eq!(errors_of(&mysql_only).len(), 1);
+        let on_mariadb = spec(serde_json::json!({
+            "engine": "mariadb", "privileges": ["lock  tables", "ALL PRIVILEGES"],
+            "database": "d".repeat(64)
+        }));
+        assert!(
+            errors_of(&on_mariadb).is_empty(),
+            "{:?}",
+            errors_of(&on_mariadb)
+        );
+        let long_on_postgres = spec(serde_json::json!({"database": "d".repeat(64)}));
+        assert_eq!(errors_of(&long_on_postgres).len(), 1);
+        let long_on_mariadb =
+            spec(serde_json::json!({"engine": "mariadb", "database": "d".repeat(65)}));
+        assert_eq!(errors_of(&long_on_mariadb).len(), 1);
     }
 }

@@ -83,7 +83,7 @@ impl Spec {
                 .and_then(|spec| spec.remove("compose"))
             {
                 None | Some(Value::Null) => None,
-                Some(compose) => Some(ComposeFile::from_value(compose, "spec.compose")?),
+                Some(compose) => Some(Box::new(ComposeFile::from_value(compose, "spec.compose")?)),
             };
             let spec: StackSpec = typed_spec(value, false)?;
             Ok(StackSpec { compose, ..spec })

@@ -12,9 +12,19 @@ use super::rules::Errors;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compose: Option<ComposeFile>,
+    pub compose: Option<Box<ComposeFile>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose_file: Option<String>,
+    /// `.env` files (relative to the record's file) whose variables interpolate the compose
+    /// file, later files over earlier ones and apply's environment over them all, as
+    /// `docker compose` reads a `.env`. `apply` reads them and stores the result only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_files: Vec<String>,
+    /// Fields someone else owns, as drift names them (`services.worker.deploy.replicas`,
+    /// `services.*.deploy.replicas`, `services.web.environment`): drift does not report
+    /// them and converge keeps their live values (a created service takes the file's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_differences: Vec<String>,
 }
 
 impl StackSpec {
@@ -26,6 +36,32 @@ impl StackSpec {
                 errors.push("spec", "set either compose or composeFile, not both")
             }
             (None, None) => errors.push("spec", "set one of compose or composeFile"),
+        }
+        if !self.env_files.is_empty() {
+            errors.push(
+                "spec.envFiles",
+                "envFiles are read by `swarmkeeper apply`; a record written without apply \
+                 carries its values interpolated",
+            );
+        }
+        for (i, path) in self.ignore_differences.iter().enumerate() {
+            let services = self.compose.as_ref().map(|c| &c.services);
+            let mut parts = path.splitn(3, '.');
+            let ok = match (parts.next(), parts.next(), parts.next()) {
+                (Some("services"), Some(service), Some(rest)) if !rest.is_empty() => {
+                    service == "*" || services.is_none_or(|s| s.contains_key(service))
+                }
+                _ => false,
+            };
+            if !ok {
+                errors.push(
+                    format!("spec.ignoreDifferences[{i}]"),
+                    format!(
+                        "{path:?} is not a field of a service of this stack \
+                         (services.<service or *>.<field>, as drift names it)"
+                    ),
+                );
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `apply` and `diff`: validate record files, then write them to etcd (or show what would change).
+//! `apply`: validate record files, then write them to etcd (or, with `--dry-run`, say what would change).
 //!
 //! # Guarantees
 //! Every record of every file is validated before anything is written: one bad
@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::api::load::{LoadedRecord, SECRET_REFERENCE_KEY, load_paths};
-use crate::plan::diff;
-use crate::store::{Expect, Keyring, PutOutcome, RecordPut, SourceRecord, Store};
+use crate::gitops::owner;
+use crate::store::{Expect, Keyring, PutOutcome, RecordPut, RepoRef, SourceRecord, Store};
 
 use super::{Failure, GlobalOpts, with_digest_key};
 
@@ -29,6 +29,10 @@ pub struct ApplyOpts {
     pub prune: bool,
     pub commit: Option<String>,
     pub dry_run: bool,
+    /// Overwrite records another source owns (they become this apply's).
+    pub force: bool,
+    /// The repository a sync applies from, kept in the source's record.
+    pub repo: Option<RepoRef>,
 }
 
 /// Loads and validates every record in `files`, with apply's environment for
@@ -54,7 +58,7 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<LoadedRecord>, Failure> {
 }
 
 /// Refuses records that carry a secret value when no key can seal it.
-fn require_key(loaded: &[LoadedRecord], keyed: bool) -> Result<(), Failure> {
+pub(super) fn require_key(loaded: &[LoadedRecord], keyed: bool) -> Result<(), Failure> {
     match loaded.iter().find(|l| !l.secrets.is_empty()) {
         Some(l) if !keyed => Err(Failure::Invalid(format!(
             "error: {}: {}/{} carries a secret value: --secret-key-file (SWARMKEEPER_SECRET_KEY_FILE) is required to store it encrypted",
@@ -69,7 +73,7 @@ fn require_key(loaded: &[LoadedRecord], keyed: bool) -> Result<(), Failure> {
 /// The record values to store: secret material replaced by keyed digests, so a
 /// changed secret changes the record (and its generation) without revealing it.
 /// Without a keyring (an unkeyed dry run) the records go without digests.
-fn stored_values(loaded: &[LoadedRecord], keyring: Option<&Keyring>) -> Vec<Value> {
+pub(super) fn stored_values(loaded: &[LoadedRecord], keyring: Option<&Keyring>) -> Vec<Value> {
     loaded
         .iter()
         .map(|l| {
@@ -87,7 +91,7 @@ fn stored_values(loaded: &[LoadedRecord], keyring: Option<&Keyring>) -> Vec<Valu
 
 /// The keys with the stored digest key, read only when a record needs digests:
 /// records without secret values apply whatever the keys.
-async fn digest_keyring(
+pub(super) async fn digest_keyring(
     store: &Store,
     keys: Option<Keyring>,
     carries_secrets: bool,
@@ -155,23 +159,19 @@ fn set_digest(value: &mut Value, store_key: &str, digest: &str) {
 /// Where a compose secret's digest goes; compose accepts `x-` keys.
 const DIGEST_KEY: &str = "x-swarmkeeper-digest";
 
-fn record_id(l: &LoadedRecord) -> String {
+pub(super) fn record_id(l: &LoadedRecord) -> String {
     format!("{}/{}", l.record.kind, l.record.metadata.name)
 }
 
-/// Runs `apply`: validate everything, then write secrets, records and the source.
+/// Runs `apply`: validate everything, then write secrets, records and the
+/// source; one line per record on stdout.
 ///
 /// # Errors
-/// Invalid records (exit 64, nothing written) or etcd failures (exit 1).
+/// Invalid records (exit 64, nothing written), records another source owns
+/// (exit 1, nothing written) or etcd failures (exit 1).
 pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure> {
     let loaded = load(&opts.files)?;
     let keys = global.key_files()?;
-    // A dry run without the key still validates everything; it only cannot
-    // tell whether a secret value changed.
-    let unkeyed_dry_run = opts.dry_run && keys.is_none();
-    if !unkeyed_dry_run {
-        require_key(&loaded, keys.is_some())?;
-    }
     if let Some(source) = &opts.source
         && !crate::api::is_valid_name(source)
     {
@@ -181,35 +181,109 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
         )));
     }
     let store = global.store().await?;
-    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
-    let keyring = digest_keyring(&store, keys, carries_secrets).await?;
-    let mut values = stored_values(&loaded, keyring.as_ref());
-    check_sizes(&loaded, &values)?;
-    let suffix = if opts.dry_run { " (dry run)" } else { "" };
+    for line in apply_loaded(&store, keys, &loaded, opts).await? {
+        println!("{line}");
+    }
+    Ok(0)
+}
 
-    let previous = match &opts.source {
+/// Writes validated records (secrets first, then the records, then the
+/// source's bookkeeping) and says what came of each: `Kind/name created`,
+/// `configured`, `unchanged` or `deleted`. `sync` applies each commit so.
+///
+/// # Guarantees
+/// Nothing is written when a record carries a secret value and no key is
+/// given, when a record is too large, or when a record belongs to another
+/// source (or to a source, for a bare apply) without `force`. Each record is
+/// written only if it is still as it was read, so an owner that changes
+/// meanwhile is never overwritten. `prune` deletes only records the source
+/// still owns.
+///
+/// # Errors
+/// As [`apply`].
+pub async fn apply_loaded(
+    store: &Store,
+    keys: Option<Keyring>,
+    loaded: &[LoadedRecord],
+    opts: &ApplyOpts,
+) -> Result<Vec<String>, Failure> {
+    // A dry run without the key still validates everything; it only cannot
+    // tell whether a secret value changed.
+    let unkeyed_dry_run = opts.dry_run && keys.is_none();
+    if !unkeyed_dry_run {
+        require_key(loaded, keys.is_some())?;
+    }
+    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
+    let keyring = digest_keyring(store, keys, carries_secrets).await?;
+    let mut values = stored_values(loaded, keyring.as_ref());
+    check_sizes(loaded, &values)?;
+    let suffix = if opts.dry_run { " (dry run)" } else { "" };
+    let source = opts.source.as_deref();
+
+    let mut existing = Vec::with_capacity(loaded.len());
+    for l in loaded {
+        let (kind, name) = l.record.key();
+        let stored = store
+            .get_record(kind.as_str(), name)
+            .await
+            .map_err(Failure::error)?;
+        existing.push(stored);
+    }
+    if !opts.force {
+        let refused: Vec<String> = loaded
+            .iter()
+            .zip(&existing)
+            .filter_map(|(l, stored)| {
+                let stored = stored.as_ref()?;
+                owner::refusal(&record_id(l), &stored.value, source)
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(Failure::Error(format!(
+                "nothing applied: {}",
+                refused.join("; ")
+            )));
+        }
+    }
+    let stamp = |values: Vec<Value>| -> Vec<Value> {
+        values
+            .iter()
+            .zip(&existing)
+            .map(|(v, stored)| {
+                let stored = stored.as_ref().map(|s| &s.value);
+                owner::stamped(v, source, opts.commit.as_deref(), stored)
+            })
+            .collect()
+    };
+    values = stamp(values);
+
+    let previous = match source {
         Some(s) => store.get_source(s).await.map_err(Failure::error)?,
         None => None,
     };
     let current: BTreeSet<String> = loaded.iter().map(record_id).collect();
-    let pruned: Vec<String> = match (&previous, opts.prune) {
-        (Some(prev), true) => prev
-            .records
-            .iter()
-            .filter(|r| !current.contains(*r))
-            .cloned()
-            .collect(),
-        _ => Vec::new(),
+    // Records the source applied before and not now: still its own (pruned
+    // with --prune, else kept on its list), or gone or taken over (forgotten).
+    let mut leftovers = Vec::new();
+    for id in previous.iter().flat_map(|p| &p.records) {
+        let Some((kind, name)) = id.split_once('/').filter(|_| !current.contains(id)) else {
+            continue;
+        };
+        let stored = store.get_record(kind, name).await.map_err(Failure::error)?;
+        if let Some(stored) = stored.filter(|s| owner::owner(&s.value) == source) {
+            leftovers.push((id.clone(), stored.mod_revision));
+        }
+    }
+    let pruned: Vec<(String, i64)> = if opts.prune {
+        std::mem::take(&mut leftovers)
+    } else {
+        Vec::new()
     };
 
+    let mut lines = Vec::new();
     if opts.dry_run {
-        for (l, value) in loaded.iter().zip(&values) {
-            let (kind, name) = l.record.key();
-            let existing = store
-                .get_record(kind.as_str(), name)
-                .await
-                .map_err(Failure::error)?;
-            let verb = match existing {
+        for ((l, value), stored) in loaded.iter().zip(&values).zip(&existing) {
+            let verb = match stored {
                 None => "created",
                 Some(_) if unkeyed_dry_run && !l.secrets.is_empty() => {
                     "valid (a secret value is compared only with --secret-key-file)"
@@ -217,12 +291,10 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
                 Some(v) if &v.value == value => "unchanged",
                 Some(_) => "configured",
             };
-            println!("{} {verb}{suffix}", record_id(l));
+            lines.push(format!("{} {verb}{suffix}", record_id(l)));
         }
-        for r in &pruned {
-            println!("{r} deleted{suffix}");
-        }
-        return Ok(0);
+        lines.extend(pruned.iter().map(|(r, _)| format!("{r} deleted{suffix}")));
+        return Ok(lines);
     }
 
     if let Some(keyring) = keyring.filter(|_| carries_secrets) {
@@ -234,20 +306,25 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
             .await
             .map_err(Failure::error)?;
         let keyring = keyring.with_digest_key(digest);
-        values = stored_values(&loaded, Some(&keyring));
+        values = stamp(stored_values(loaded, Some(&keyring)));
         // Secrets first: the controller must never see a record whose value is not stored yet.
-        write_secrets(&store, &keyring, &loaded).await?;
+        write_secrets(store, &keyring, loaded).await?;
     }
     let puts = loaded
         .iter()
         .zip(values)
-        .map(|(l, value)| {
+        .zip(&existing)
+        .map(|((l, value), stored)| {
             let (kind, name) = l.record.key();
             RecordPut {
                 kind: kind.as_str().to_string(),
                 name: name.to_string(),
                 value,
-                expect: Expect::Any,
+                // As read when ownership was checked: a record that changed
+                // hands meanwhile is refused, not overwritten.
+                expect: stored
+                    .as_ref()
+                    .map_or(Expect::Absent, |s| Expect::ModRevision(s.mod_revision)),
             }
         })
         .collect();
@@ -258,34 +335,30 @@ pub async fn apply(global: &GlobalOpts, opts: &ApplyOpts) -> Result<u8, Failure>
             PutOutcome::Configured => "configured",
             PutOutcome::Unchanged => "unchanged",
         };
-        println!("{} {verb}", record_id(l));
+        lines.push(format!("{} {verb}", record_id(l)));
     }
-    delete_ids(&store, &pruned).await?;
-    for r in &pruned {
-        println!("{r} deleted");
-    }
-    if let Some(source) = &opts.source {
+    delete_ids(store, &pruned).await?;
+    lines.extend(pruned.iter().map(|(r, _)| format!("{r} deleted")));
+    if let Some(source) = source {
         // Without --prune the records of earlier applies are still the source's:
         // forgetting them here would keep a later --prune from ever deleting them.
         let mut owned = current;
-        owned.extend(
-            previous
-                .iter()
-                .flat_map(|prev| &prev.records)
-                .filter(|r| !pruned.contains(*r))
-                .cloned(),
-        );
+        owned.extend(leftovers.into_iter().map(|(id, _)| id));
+        let previous = previous.unwrap_or_else(SourceRecord::empty);
         let record = SourceRecord {
             records: owned.into_iter().collect(),
             commit: opts.commit.clone(),
             applied_at: jiff::Timestamp::now(),
+            seen: opts.commit.clone().or(previous.seen),
+            error: None,
+            repo: opts.repo.clone().or(previous.repo),
         };
         store
             .put_source(source, &record)
             .await
             .map_err(Failure::error)?;
     }
-    Ok(0)
+    Ok(lines)
 }
 
 /// Seals and stores every secret value that is not stored as it is already.
@@ -317,12 +390,12 @@ async fn write_secrets(
     Ok(())
 }
 
-/// Deletes records given as `Kind/name`.
-async fn delete_ids(store: &Store, ids: &[String]) -> Result<(), Failure> {
+/// Deletes records given as `Kind/name`, each only at the revision it was read at.
+async fn delete_ids(store: &Store, ids: &[(String, i64)]) -> Result<(), Failure> {
     let deletes = ids
         .iter()
-        .filter_map(|id| id.split_once('/'))
-        .map(|(k, n)| (k.to_string(), n.to_string(), None))
+        .filter_map(|(id, revision)| Some((id.split_once('/')?, *revision)))
+        .map(|((k, n), revision)| (k.to_string(), n.to_string(), Some(revision)))
         .collect::<Vec<_>>();
     if deletes.is_empty() {
         return Ok(());
@@ -332,55 +405,4 @@ async fn delete_ids(store: &Store, ids: &[String]) -> Result<(), Failure> {
         .await
         .map(|_| ())
         .map_err(Failure::error)
-}
-
-/// Runs `diff`: for each record in the files, what an apply would change in
-/// etcd; with `exit_code`, exit 2 when something would change (as `drift` does).
-///
-/// # Errors
-/// Invalid records (exit 64) or etcd failures (exit 1).
-pub async fn diff(global: &GlobalOpts, files: &[PathBuf], exit_code: bool) -> Result<u8, Failure> {
-    let loaded = load(files)?;
-    let keys = global.key_files()?;
-    require_key(&loaded, keys.is_some())?;
-    let store = global.store().await?;
-    let carries_secrets = loaded.iter().any(|l| !l.secrets.is_empty());
-    let keyring = digest_keyring(&store, keys, carries_secrets).await?;
-    let values = stored_values(&loaded, keyring.as_ref());
-    let mut changed = false;
-    for (l, desired) in loaded.iter().zip(values) {
-        let (kind, name) = l.record.key();
-        match store
-            .get_record(kind.as_str(), name)
-            .await
-            .map_err(Failure::error)?
-        {
-            None => {
-                changed = true;
-                println!("{} would be created", record_id(l));
-            }
-            Some(v) => {
-                let fields = diff::diff(&desired, &v.value, &[]);
-                if fields.is_empty() {
-                    println!("{} unchanged", record_id(l));
-                    continue;
-                }
-                changed = true;
-                println!("{} would be configured:", record_id(l));
-                for f in fields {
-                    println!(
-                        "  {}: {} -> {}",
-                        f.path,
-                        show(f.live.as_ref()),
-                        show(f.desired.as_ref())
-                    );
-                }
-            }
-        }
-    }
-    Ok(if exit_code && changed { 2 } else { 0 })
-}
-
-fn show(v: Option<&serde_json::Value>) -> String {
-    v.map_or_else(|| "<unset>".to_string(), |v| v.to_string())
 }

@@ -26,6 +26,14 @@ fn age(t: jiff::Timestamp) -> String {
     }
 }
 
+/// What `get -o wide` adds about a record's status, by kind.
+fn detail(status: &Status) -> String {
+    match &status.database_user {
+        Some(user) => format!("password {}", user.summary()),
+        None => String::new(),
+    }
+}
+
 /// A record as `get -o yaml|json` prints it: its status beside its spec, as
 /// kubectl shows it (`apply` reads such a record without the status).
 async fn with_status(store: &Store, record: &StoredRecord) -> Result<Value, Failure> {
@@ -50,6 +58,9 @@ pub async fn get(
     name: Option<&str>,
     output: Output,
 ) -> Result<u8, Failure> {
+    if kind.is_some_and(super::sources::is_sources) {
+        return super::sources::get(global, name, output).await;
+    }
     let kind = kind.map(parse_kind).transpose()?;
     let store = global.store().await?;
     let (records, _) = store
@@ -84,16 +95,15 @@ pub async fn get(
                 print!("---\n{yaml}");
             }
         }
-        Output::Table => {
-            let mut t = Table::new([
-                "KIND",
-                "NAME",
-                "PHASE",
-                "GENERATION",
-                "OBSERVED",
-                "AGE",
-                "MESSAGE",
-            ]);
+        Output::Table | Output::Wide => {
+            let wide = output == Output::Wide;
+            let mut header = vec!["KIND", "NAME", "PHASE", "GENERATION", "OBSERVED", "AGE"];
+            if wide {
+                header.extend(["SOURCE", "COMMIT"]);
+            }
+            header.push("MESSAGE");
+            header.extend(wide.then_some("DETAIL"));
+            let mut t = Table::new(header);
             for r in &records {
                 let status = status_of(
                     store
@@ -110,15 +120,28 @@ pub async fn get(
                     ),
                     None => ("-".into(), "-".into(), "-".into(), String::new()),
                 };
-                t.row([
+                let mut row = vec![
                     r.kind.clone(),
                     r.name.clone(),
                     phase,
                     r.versioned.mod_revision.to_string(),
                     observed,
                     updated,
-                    message,
-                ]);
+                ];
+                if wide {
+                    let origin = status.as_ref().and_then(|s| s.source.as_ref());
+                    row.push(origin.map_or_else(|| "-".into(), |o| o.source.clone()));
+                    row.push(
+                        origin
+                            .and_then(|o| o.commit.as_deref())
+                            .map_or_else(|| "-".into(), |c| short(c).to_owned()),
+                    );
+                }
+                row.push(message);
+                if wide {
+                    row.push(status.as_ref().map(detail).unwrap_or_default());
+                }
+                t.row(row);
             }
             if t.is_empty() {
                 println!("No records.");
@@ -156,6 +179,10 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
         Some(s) => {
             println!("Phase:       {}", s.phase);
             println!("Observed:    {}", s.observed_revision);
+            if let Some(origin) = &s.source {
+                println!("Source:      {}", origin.source);
+                println!("Commit:      {}", origin.commit.as_deref().unwrap_or("-"));
+            }
             if !s.message.is_empty() {
                 println!("Message:     {}", s.message);
             }
@@ -171,6 +198,9 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
                 for o in &s.owned {
                     println!("  {} {} ({})", o.object, o.name, o.id);
                 }
+            }
+            if let Some(user) = &s.database_user {
+                println!("Password:    {}", user.summary());
             }
             if !s.drift.is_empty() {
                 println!("Last drift:");
@@ -202,7 +232,12 @@ pub async fn describe(global: &GlobalOpts, kind: &str, name: &str) -> Result<u8,
     Ok(0)
 }
 
-fn print_events<'a>(events: impl Iterator<Item = (String, &'a Event)>) {
+/// A commit id as tables show it: 12 characters, as `git log --oneline` does for big repositories.
+pub(super) fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+pub(super) fn print_events<'a>(events: impl Iterator<Item = (String, &'a Event)>) {
     // A repeated event is one line: when it last happened and how often.
     let mut t = Table::new(["LAST SEEN", "RECORD", "TYPE", "REASON", "COUNT", "MESSAGE"]);
     for (record, e) in events {
@@ -281,11 +316,17 @@ pub async fn events(global: &GlobalOpts, target: Option<&str>, watch: bool) -> R
             let (k, n) = t
                 .split_once('/')
                 .ok_or_else(|| Failure::Invalid(format!("error: {t:?}: expected KIND/NAME")))?;
-            Ok::<_, Failure>((parse_kind(k)?, n.to_string()))
+            // A GitOps source's events are filed under the pseudo-kind `Source`.
+            let kind = if super::sources::is_sources(k) {
+                crate::gitops::sync::SOURCE_KIND
+            } else {
+                parse_kind(k)?.as_str()
+            };
+            Ok::<_, Failure>((kind, n.to_string()))
         })
         .transpose()?;
     let store: Store = global.store().await?;
-    let filter_ref = filter.as_ref().map(|(k, n)| (k.as_str(), n.as_str()));
+    let filter_ref = filter.as_ref().map(|(k, n)| (*k, n.as_str()));
     let (events, revision) = store
         .list_events_at_revision(filter_ref)
         .await

@@ -3,11 +3,14 @@
 //! prints through [`crate::report`]. `main.rs` only parses flags.
 
 pub mod apply;
+pub mod diff;
 pub mod drift;
 pub mod get;
 pub mod key;
 pub mod run;
 pub mod secret;
+mod sources;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +38,9 @@ pub enum Output {
     Table,
     Yaml,
     Json,
+    /// The table with each record's GitOps source and commit, and a column of
+    /// kind-specific detail.
+    Wide,
 }
 
 /// Why a command failed, and so its exit code.
@@ -174,7 +180,8 @@ pub fn init_tracing(json: bool) {
     // the database drivers log statements, and a password's verifier is in one:
     // capped whatever RUST_LOG says.
     let quiet = std::iter::once(crate::docker::QUIET_BOLLARD_DIRECTIVE)
-        .chain(crate::db::QUIET_DRIVER_DIRECTIVES);
+        .chain(crate::db::QUIET_DRIVER_DIRECTIVES)
+        .chain(std::iter::once(crate::notify::QUIET_CLIENT_DIRECTIVE));
     let filter = quiet.fold(filter, |filter, directive| match directive.parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,

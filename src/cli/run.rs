@@ -10,10 +10,15 @@ use crate::api::Kind;
 use crate::controllers::status::{Phase, Status};
 use crate::controllers::{self, Context, Controllers, DriftCache, RecordKey, triggers};
 use crate::docker::Docker;
+use crate::gitops::webhook::WebhookSecret;
+use crate::gitops::{Outcome, SyncSpec, Syncer};
+use crate::http::hooks::{Hook, Hooks};
 use crate::http::{self, AppState, BearerToken};
 use crate::metrics::Metrics;
+use crate::notify::{Notifier, NotifyConfig};
 use crate::runtime::{self, Controller, Shutdown};
 use crate::store::{Leadership, Store};
+use tokio::sync::Notify;
 
 use super::{Failure, GlobalOpts};
 
@@ -28,6 +33,49 @@ pub struct RunOpts {
     pub force: bool,
     /// A file holding the bearer token `/drift` and `/events` ask for.
     pub http_token_file: Option<PathBuf>,
+    /// The repositories to follow, on the leader only.
+    pub sync: Vec<SyncSpec>,
+    /// Where notifications go (no receiver: none are sent).
+    pub notify: NotifyConfig,
+}
+
+/// The syncs of `run --sync`, each with the trigger its webhook pulls.
+type Syncs = Vec<(Arc<Syncer>, Arc<Notify>)>;
+
+/// One syncer per `--sync`, and the push webhooks that wake them.
+///
+/// # Errors
+/// Two syncs of one source, or a webhook secret file that cannot be read (exit 64).
+fn syncs(prefix: &str, specs: &[SyncSpec], notifier: &Notifier) -> Result<(Syncs, Hooks), Failure> {
+    let mut syncs = Vec::new();
+    let mut hooks = Hooks::new();
+    for spec in specs {
+        let secret = spec
+            .webhook_secret_file
+            .as_deref()
+            .map(WebhookSecret::from_file)
+            .transpose()
+            .map_err(|e| {
+                Failure::Invalid(format!(
+                    "error: --sync {}: webhook-secret-file: {e}",
+                    spec.source
+                ))
+            })?;
+        let wake = Arc::new(Notify::new());
+        let hook = Hook {
+            secret,
+            wake: wake.clone(),
+        };
+        if hooks.insert(spec.source.clone(), hook).is_some() {
+            return Err(Failure::Invalid(format!(
+                "error: --sync: source {:?} is given twice",
+                spec.source
+            )));
+        }
+        let syncer = Syncer::new(spec.clone(), prefix, notifier.clone());
+        syncs.push((Arc::new(syncer), wake));
+    }
+    Ok((syncs, hooks))
 }
 
 /// How long the leader's lease lives without a keep-alive.
@@ -59,15 +107,18 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         .map_err(Failure::error)?
         .scoped(&global.prefix);
     let metrics = Arc::new(Metrics::new(&docker));
+    let notifier = Notifier::start(opts.notify.clone(), metrics.notifications.clone());
+    let (syncs, hooks) = syncs(&global.prefix, &opts.sync, &notifier)?;
     let ctx = Context::new(store, docker, keyring, opts.resync)
-        .with_drift(DriftCache::with_gauge(metrics.drift_objects.clone()));
+        .with_drift(DriftCache::with_gauge(metrics.drift_objects.clone()))
+        .with_notifier(notifier);
     let identity = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "swarmkeeper".into()),
         std::process::id()
     );
     if opts.once {
-        return once(ctx, metrics, &identity, opts).await;
+        return once(ctx, metrics, &identity, opts, &syncs).await;
     }
     let shutdown = Shutdown::on_signals().map_err(Failure::error)?;
     // The HTTP endpoints only read; they never hold a leader's fenced context.
@@ -75,7 +126,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
         ctx: ctx.clone(),
         metrics: Some(metrics.clone()),
     });
-    let state = Arc::new(AppState::new(readers, metrics.clone(), token));
+    let state = Arc::new(AppState::new(readers, metrics.clone(), token).with_hooks(hooks));
     let listener = tokio::net::TcpListener::bind(&opts.http_addr)
         .await
         .map_err(|e| Failure::Error(format!("listening on {}: {e}", opts.http_addr)))?;
@@ -108,7 +159,7 @@ pub async fn run(global: &GlobalOpts, opts: &RunOpts) -> Result<u8, Failure> {
             ctx: ctx.fenced(&leadership.fence()),
             metrics: Some(metrics.clone()),
         });
-        lead(&controllers, &leadership, &shutdown, opts, &metrics).await;
+        lead(&controllers, &leadership, &shutdown, opts, &metrics, &syncs).await;
         state.set_leading(false);
         // Also after a loss: the old candidacy may still be in etcd (after an
         // etcd restart it is), and the next campaign would wait out its TTL.
@@ -133,6 +184,7 @@ async fn lead(
     shutdown: &Shutdown,
     opts: &RunOpts,
     metrics: &Metrics,
+    syncs: &Syncs,
 ) {
     let leading = Shutdown::new();
     let stop = leading.clone();
@@ -148,6 +200,16 @@ async fn lead(
             }
         }
     });
+    // Only the leader syncs, with its fenced store: a deposed leader's apply is refused.
+    let sync_tasks: Vec<_> = syncs
+        .iter()
+        .map(|(syncer, wake)| {
+            let (syncer, wake, stop) = (syncer.clone(), wake.clone(), leading.clone());
+            let store = controllers.ctx.store.clone();
+            let keys = controllers.ctx.keyring.clone();
+            tokio::spawn(async move { syncer.run(&store, keys, &wake, &stop).await })
+        })
+        .collect();
     let config = runtime::Config {
         concurrency: opts.concurrency,
         debounce: DEBOUNCE,
@@ -161,8 +223,12 @@ async fn lead(
         )
         .trigger(triggers::docker(controllers.clone()))
         .stamped_trigger(triggers::resync(controllers.clone(), opts.resync))
-        .run(leading)
+        .run(leading.clone())
         .await;
+    // A sync may be in an apply: its writes are fenced, so stopping it anywhere is safe.
+    for task in sync_tasks {
+        task.abort();
+    }
     watcher.abort();
 }
 
@@ -196,6 +262,7 @@ async fn once(
     metrics: Arc<Metrics>,
     identity: &str,
     opts: &RunOpts,
+    syncs: &Syncs,
 ) -> Result<u8, Failure> {
     let leadership = if opts.force {
         tracing::warn!("--force: converging without leader election");
@@ -210,7 +277,25 @@ async fn once(
         },
         metrics: Some(metrics),
     });
-    let code = converge_once(&controllers, opts.concurrency).await;
+    // Each source's tip first, so the pass converges what the repositories say.
+    let mut sync_failed = false;
+    for (syncer, _) in syncs {
+        let keys = controllers.ctx.keyring.clone();
+        match syncer.sync_once(&controllers.ctx.store, keys).await {
+            Ok(Outcome::Refused { message, .. }) => {
+                sync_failed = true;
+                println!("Source/{}: not applied: {message}", syncer.spec().source);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                sync_failed = true;
+                println!("Source/{}: error: {err}", syncer.spec().source);
+            }
+        }
+    }
+    let code = converge_once(&controllers, opts.concurrency)
+        .await
+        .map(|code| code.max(u8::from(sync_failed)));
     if let Some(leadership) = leadership
         && let Err(err) = leadership.resign().await
     {

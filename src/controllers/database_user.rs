@@ -13,7 +13,8 @@
 //!   (`db`), never in a log, event, status or drift report.
 //! - `deletionPolicy: Retain` leaves the user on the server when the record
 //!   goes; `Delete` drops it (and the database with `dropDatabase`). The
-//!   status remembers the spec until the cleanup is done.
+//!   status ([`DatabaseUserStatus`]) remembers the spec until the cleanup is
+//!   done, and when the password was last rotated.
 //!
 //! # Caveats
 //! The server is reached from where the operator runs: an operator in the
@@ -22,6 +23,7 @@
 use std::time::Duration;
 
 use bollard::models::Secret;
+use serde::{Deserialize, Serialize};
 
 use super::secret_versions::{LOGICAL, deliver, remove_versions, versions_of};
 use super::status::{Condition, Phase, Status};
@@ -45,8 +47,75 @@ pub fn password_prefix(name: &str) -> String {
     format!("dbuser:{name}:")
 }
 
-/// The status field that remembers the spec, for the cleanup after deletion.
-const REMEMBERED: &str = "database-user-spec";
+/// The DatabaseUser part of a record's status: when its password was last
+/// rotated, and the memory of what to clean up once the record is deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseUserStatus {
+    /// The `spec.rotation` whose password is set on the server and delivered.
+    pub rotation: u32,
+    /// When that password was set; `None` when an earlier swarmkeeper set it
+    /// and did not record the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<jiff::Timestamp>,
+    /// The spec last converged: what the cleanup after deletion acts on.
+    pub spec: DatabaseUserSpec,
+}
+
+impl DatabaseUserStatus {
+    /// One line for `describe` and `get -o wide`: the rotation and its time.
+    pub fn summary(&self) -> String {
+        match self.rotated_at {
+            Some(at) => format!("rotation {}, set at {at}", self.rotation),
+            None => format!(
+                "rotation {}, set before its time was recorded",
+                self.rotation
+            ),
+        }
+    }
+}
+
+/// Where versions before the typed status kept the spec for the cleanup: an
+/// owned entry whose name is the spec as JSON. Still read, so that a record
+/// converged by such a version is cleaned up after it is deleted.
+const LEGACY_REMEMBERED: &str = "database-user-spec";
+
+/// What a status remembers of its DatabaseUser: the typed field, or the
+/// legacy owned entry (its rotation then has no known time).
+fn remembered(status: &Status) -> Option<DatabaseUserStatus> {
+    if let Some(typed) = &status.database_user {
+        return Some(typed.clone());
+    }
+    let legacy = status
+        .owned
+        .iter()
+        .find(|o| o.object == LEGACY_REMEMBERED)?;
+    let spec = serde_json::from_str::<DatabaseUserSpec>(&legacy.name).ok()?;
+    Some(DatabaseUserStatus {
+        rotation: spec.rotation,
+        rotated_at: None,
+        spec,
+    })
+}
+
+/// The status part of a pass that converged `spec`: the time of its rotation
+/// is kept from `previous` while the rotation is the same, else it is now,
+/// when the new password was just set on the server.
+fn converged(
+    previous: Option<DatabaseUserStatus>,
+    spec: &DatabaseUserSpec,
+    now: jiff::Timestamp,
+) -> DatabaseUserStatus {
+    let rotated_at = match previous {
+        Some(previous) if previous.rotation == spec.rotation => previous.rotated_at,
+        _ => Some(now),
+    };
+    DatabaseUserStatus {
+        rotation: spec.rotation,
+        rotated_at,
+        spec: spec.clone(),
+    }
+}
 
 fn spec_of(stored: Versioned) -> Result<DatabaseUserSpec, String> {
     match super::parse_record(stored.value)?.spec {
@@ -152,16 +221,28 @@ pub async fn reconcile(
         return forget(ctx, key, &live).await;
     };
     let generation = stored.mod_revision;
+    // Every status this pass writes keeps what the last one remembered, so a
+    // record that cannot converge now is still cleaned up after deletion.
+    let memory = ctx.read_status(key).await?.as_ref().and_then(remembered);
     let spec = match spec_of(stored) {
         Ok(spec) => spec,
-        Err(msg) => return ctx.fail(key, generation, msg).await,
+        Err(msg) => {
+            let status = Status {
+                database_user: memory,
+                ..Status::new(Phase::Failed, generation).with_message(msg)
+            };
+            return ctx.fail_with(key, status).await;
+        }
     };
     let Some(server) = server(ctx, &spec).await? else {
         let message = format!(
             "waiting for the value of Secret/{} (the admin password)",
             spec.server.admin_password_secret
         );
-        let status = Status::new(Phase::Pending, generation).with_message(message);
+        let status = Status {
+            database_user: memory,
+            ..Status::new(Phase::Pending, generation).with_message(message)
+        };
         ctx.write_status(key, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     };
@@ -213,11 +294,7 @@ pub async fn reconcile(
         message: format!("{} on {}:{}", spec.user, spec.server.host, server.port),
     });
     // The memory of what to clean up once the record is deleted.
-    status.owned.push(super::status::Owned {
-        object: REMEMBERED.into(),
-        name: serde_json::to_string(&spec).unwrap_or_default(),
-        id: String::new(),
-    });
+    status.database_user = Some(converged(memory, &spec, jiff::Timestamp::now()));
     if !lingering.is_empty() {
         status.message = "older secret versions are still used by services".into();
     }
@@ -237,14 +314,8 @@ fn labelled(s: &Secret) -> Option<&str> {
 /// After the record is deleted: the cleanup its `deletionPolicy` asks for (the
 /// spec remembered by the status), its secret versions, its sealed passwords.
 async fn forget(ctx: &Context, key: &RecordKey, live: &[Secret]) -> Result<Action, Error> {
-    let remembered = ctx.read_status(key).await?.and_then(|status| {
-        status
-            .owned
-            .into_iter()
-            .find(|o| o.object == REMEMBERED)
-            .and_then(|o| serde_json::from_str::<DatabaseUserSpec>(&o.name).ok())
-    });
-    if let Some(spec) = remembered {
+    let memory = ctx.read_status(key).await?.as_ref().and_then(remembered);
+    if let Some(DatabaseUserStatus { spec, .. }) = memory {
         let cleanup = database_user::cleanup(&spec);
         if !cleanup.is_empty() {
             let Some(server) = server(ctx, &spec).await? else {
@@ -334,4 +405,79 @@ pub async fn delivered_value(ctx: &Context, name: &str) -> Result<Option<SecretV
         };
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::status::Owned;
+
+    fn spec(rotation: u32) -> DatabaseUserSpec {
+        serde_json::from_value(serde_json::json!({
+            "engine": "postgres",
+            "server": {"host": "db", "adminUser": "admin", "adminPasswordSecret": "pg_admin"},
+            "user": "app", "passwordSecret": "app_password", "rotation": rotation,
+            "deletionPolicy": "Delete"
+        }))
+        .unwrap()
+    }
+
+    fn at(second: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(second).unwrap()
+    }
+
+    #[test]
+    fn the_rotation_time_is_kept_until_the_rotation_changes() {
+        let first = converged(None, &spec(0), at(10));
+        assert_eq!((first.rotation, first.rotated_at), (0, Some(at(10))));
+        let again = converged(Some(first.clone()), &spec(0), at(20));
+        assert_eq!(again, first);
+        let rotated = converged(Some(first), &spec(1), at(30));
+        assert_eq!((rotated.rotation, rotated.rotated_at), (1, Some(at(30))));
+        assert_eq!(rotated.spec, spec(1));
+    }
+
+    #[test]
+    fn a_status_of_the_old_layout_is_still_remembered() {
+        // Written before the typed field: the spec as JSON in an owned entry.
+        let old = serde_json::json!({
+            "phase": "Ready", "observedRevision": 4, "updatedAt": "2026-11-30T10:00:00Z",
+            "owned": [
+                {"object": "secret", "name": "app_password.v1", "id": "x"},
+                {"object": LEGACY_REMEMBERED,
+                 "name": serde_json::to_string(&spec(2)).unwrap(), "id": ""}
+            ]
+        });
+        let status: Status = serde_json::from_value(old).unwrap();
+        let memory = remembered(&status).unwrap();
+        assert_eq!((memory.rotation, memory.rotated_at), (2, None));
+        assert_eq!(memory.spec.deletion_policy, spec(2).deletion_policy);
+        assert!(memory.summary().contains("rotation 2"));
+        // The same rotation keeps its unknown time; the next one is stamped.
+        assert_eq!(
+            converged(Some(memory.clone()), &spec(2), at(5)).rotated_at,
+            None
+        );
+        assert_eq!(
+            converged(Some(memory), &spec(3), at(5)).rotated_at,
+            Some(at(5))
+        );
+
+        // The typed field wins, and serialises without the legacy entry.
+        let typed = Status {
+            owned: vec![Owned {
+                object: "secret".into(),
+                name: "app_password.v1".into(),
+                id: "x".into(),
+            }],
+            database_user: Some(converged(None, &spec(1), at(7))),
+            ..Status::new(Phase::Ready, 5)
+        };
+        let value = serde_json::to_value(&typed).unwrap();
+        assert_eq!(value["databaseUser"]["rotation"], 1);
+        assert!(!value.to_string().contains(LEGACY_REMEMBERED));
+        let back: Status = serde_json::from_value(value).unwrap();
+        assert_eq!(remembered(&back).unwrap().rotated_at, Some(at(7)));
+        assert_eq!(remembered(&Status::new(Phase::Ready, 1)), None);
+    }
 }

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use crate::api::Kind;
 use crate::docker::{Docker, DockerError};
+use crate::gitops::owner::Origin;
+use crate::notify::Notifier;
 use crate::plan::drift::DriftReport;
 use crate::runtime::{Action, Reconciler};
 use crate::store::{Event, Keyring, Store, StoreError, WriteFence, fold_events};
@@ -123,6 +125,11 @@ pub struct Context {
     pub drift: Arc<DriftCache>,
     /// The latest listing of the swarm, shared by the reconciles of a pass.
     pub listings: Arc<listing::Listings>,
+    /// Told of every status transition (failing, recovered, drifting); the
+    /// BackupJob controller tells it of failed and stale backups.
+    pub notifier: Notifier,
+    /// The GitOps source and commit of each record, as last read: its status shows them.
+    origins: Arc<Mutex<HashMap<RecordKey, Origin>>>,
 }
 
 impl Context {
@@ -136,7 +143,36 @@ impl Context {
             last_events: Arc::default(),
             drift: Arc::default(),
             listings: Arc::default(),
+            notifier: Notifier::disabled(),
+            origins: Arc::default(),
         }
+    }
+
+    /// The same context, telling `notifier` of status transitions.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Remembers where a record read for a reconcile came from, for its status.
+    fn note_origin(&self, key: &RecordKey, stored: Option<&crate::store::Versioned>) {
+        let mut origins = self
+            .origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match stored.and_then(|s| crate::gitops::owner::origin(&s.value)) {
+            Some(origin) => origins.insert(key.clone(), origin),
+            None => origins.remove(key),
+        };
+    }
+
+    fn origin(&self, key: &RecordKey) -> Option<Origin> {
+        let origins = self
+            .origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        origins.get(key).cloned()
     }
 
     /// The same context, keeping its records' drift in `drift` (one with the
@@ -227,6 +263,7 @@ impl Context {
     ) -> Result<(), Error> {
         let status = Status {
             message: bounded(status.message.clone()),
+            source: self.origin(key),
             ..status.clone()
         };
         let Some(status) = status.changed_from(previous) else {
@@ -236,6 +273,8 @@ impl Context {
         self.store
             .put_status(key.kind.as_str(), &key.name, &value)
             .await?;
+        // Only once written: a deposed leader's refused write tells no one.
+        self.notifier.status_changed(key, previous, &status);
         Ok(())
     }
 
@@ -246,9 +285,16 @@ impl Context {
         generation: i64,
         message: String,
     ) -> Result<Action, Error> {
-        self.event(key, true, "Failed", message.clone()).await;
-        self.drift.set_error(key, Vec::new(), &message);
         let status = Status::new(Phase::Failed, generation).with_message(message);
+        self.fail_with(key, status).await
+    }
+
+    /// [`Context::fail`] with a status of the caller's making (one that keeps
+    /// kind-specific memory); its message is the cause.
+    async fn fail_with(&self, key: &RecordKey, status: Status) -> Result<Action, Error> {
+        self.event(key, true, "Failed", status.message.clone())
+            .await;
+        self.drift.set_error(key, Vec::new(), &status.message);
         self.write_status(key, &status).await?;
         Ok(Action::await_change())
     }
@@ -305,6 +351,7 @@ impl Context {
             .delete_status(key.kind.as_str(), &key.name)
             .await?;
         self.last_events().remove(key);
+        self.note_origin(key, None);
         Ok(Action::await_change())
     }
 }
@@ -322,6 +369,7 @@ impl Controllers {
             .store
             .get_record(key.kind.as_str(), &key.name)
             .await?;
+        self.ctx.note_origin(&key, stored.as_ref());
         match key.kind {
             Kind::Stack => stack::reconcile(&self.ctx, &key, stored).await,
             Kind::Network => network::reconcile(&self.ctx, &key, stored).await,

@@ -28,6 +28,7 @@ use super::secret_versions::versions_of;
 use super::stack_execute::execute;
 use super::status::{Condition, Owned, Phase, Status};
 use super::{Context, Error, RecordKey, stack_secrets};
+use crate::api::load::SecretMaterial;
 use crate::api::{Kind, Spec};
 use crate::docker::labels::Owner;
 use crate::docker::{TaskCounts, UpdateState, service_update_state};
@@ -51,11 +52,13 @@ fn hash_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Parses the record and converts its compose file into swarm objects.
+/// Parses the record and converts its compose file into swarm objects;
+/// `given` holds secret values of files not applied yet (see [`preview`]).
 async fn desired(
     ctx: &Context,
     name: &str,
     value: serde_json::Value,
+    given: &[SecretMaterial],
 ) -> Result<Result<Desired, Invalid>, Error> {
     let record = match super::parse_record(value) {
         Ok(r) => r,
@@ -78,7 +81,7 @@ async fn desired(
         ctx.docker.owner_labels(&owner).into_iter().collect();
     let mut secrets = Vec::new();
     for s in &objects.secrets {
-        let content = match stack_secrets::content(ctx, name, s).await? {
+        let content = match stack_secrets::content(ctx, name, s, given).await? {
             Ok(content) => content,
             Err(message) => return Ok(Err(Invalid(message))),
         };
@@ -123,6 +126,7 @@ async fn desired(
         secrets,
         configs,
         owner_labels,
+        ignore_differences: spec.ignore_differences.clone(),
     }))
 }
 
@@ -232,9 +236,8 @@ async fn deliverer(ctx: &Context, name: &str) -> Result<String, Error> {
 }
 
 /// Whether self-heal is on for a stored record (it is unless annotated off).
-fn self_heals(stored: &Versioned) -> bool {
-    stored
-        .value
+fn self_heals(value: &serde_json::Value) -> bool {
+    value
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(SELF_HEAL))
         .and_then(|v| v.as_str())
@@ -265,14 +268,14 @@ pub async fn reconcile(
         return ctx.forget(key, lingering).await;
     };
     let generation = stored.mod_revision;
-    let self_heal = self_heals(&stored);
+    let self_heal = self_heals(&stored.value);
     let previous = ctx.read_status(key).await?;
     let applied = applied(previous.as_ref(), generation);
     // Once this generation was applied, an update swarm rolled back is not sent
     // again: it would only fail the same way. It stays Degraded until the record changes.
     let held =
         |s: &Service| applied && service_update_state(s).is_some_and(UpdateState::is_degraded);
-    let desired = match desired(ctx, &key.name, stored.value).await? {
+    let desired = match desired(ctx, &key.name, stored.value, &[]).await? {
         Ok(desired) => desired,
         Err(Invalid(msg)) => return ctx.fail(key, generation, msg).await,
     };
@@ -463,7 +466,7 @@ pub async fn drift(
     };
     let desired = match stored {
         None => Desired::nothing(),
-        Some(stored) => match desired(ctx, name, stored.value).await? {
+        Some(stored) => match desired(ctx, name, stored.value, &[]).await? {
             Ok(desired) => desired,
             Err(Invalid(msg)) => {
                 report.error = Some(msg);
@@ -477,4 +480,44 @@ pub async fn drift(
     }
     report.objects = o.plan.drift();
     Ok(report)
+}
+
+/// What a pass would do with a record, without doing it.
+pub struct Preview {
+    pub plan: Plan,
+    /// Self-heal is off and this generation was applied: the plan is only reported.
+    pub report_only: bool,
+}
+
+/// The plan a pass would execute if `value` were the record `key` (a record
+/// in files not applied yet: `diff` and `apply --dry-run` show it), against
+/// the live swarm now; `given` holds the secret values the files carry, and
+/// `generation` is the stored record's when the files leave it as it is (a
+/// pass then holds updates swarm rolled back and honours self-heal, as
+/// [`reconcile`] does). Reads only: nothing is written to etcd or dockerd.
+///
+/// # Errors
+/// The outer error is etcd or dockerd failing; the inner one says why the
+/// record cannot converge as it is.
+pub async fn preview(
+    ctx: &Context,
+    key: &RecordKey,
+    value: serde_json::Value,
+    given: &[SecretMaterial],
+    generation: Option<i64>,
+) -> Result<Result<Preview, String>, Error> {
+    let live = observe(ctx, &Owner::new("Stack", &key.name)).await?;
+    let applied = match generation {
+        Some(generation) => applied(ctx.read_status(key).await?.as_ref(), generation),
+        None => false,
+    };
+    let report_only = applied && !self_heals(&value);
+    let held =
+        |s: &Service| applied && service_update_state(s).is_some_and(UpdateState::is_degraded);
+    let desired = match desired(ctx, &key.name, value, given).await? {
+        Ok(desired) => desired,
+        Err(Invalid(msg)) => return Ok(Err(msg)),
+    };
+    let plan = plan_for(ctx, desired, &live, held).await?.plan;
+    Ok(Ok(Preview { plan, report_only }))
 }

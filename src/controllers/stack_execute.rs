@@ -336,7 +336,7 @@ async fn update(
     let (Some(svc), Some(current)) = (svc, current) else {
         return Ok(None);
     };
-    let spec = desired.service_spec(svc, ids);
+    let spec = desired.service_spec_over(svc, ids, current);
     let update = ctx
         .docker
         .update_service(current, None, |fresh| {

@@ -1,5 +1,6 @@
 //! A stack's secret contents, resolved for the Stack reconciler: given inline,
-//! or one of the stack's own sealed values, opened with the keyring.
+//! or one of the stack's own sealed values, opened with the keyring (or, for
+//! a preview of files not applied yet, the value the files give).
 //!
 //! # Guarantees
 //! A sealed value is read only under the stack's own key prefix, checked here
@@ -8,11 +9,12 @@
 
 use super::{Context, Error};
 use crate::api::SecretValue;
-use crate::api::load::SECRET_REFERENCE_KEY;
+use crate::api::load::{SECRET_REFERENCE_KEY, SecretMaterial};
 use crate::api::sealing::check_stack_reference;
 use crate::plan::convert::{SecretObject, SecretSource};
 
-/// The content of `secret` of `stack`.
+/// The content of `secret` of `stack`: a value in `given` (what files not
+/// applied yet carry) before the stored one.
 ///
 /// # Errors
 /// The outer error is etcd failing (transient), or no key to open with or a
@@ -22,6 +24,7 @@ pub(super) async fn content(
     ctx: &Context,
     stack: &str,
     secret: &SecretObject,
+    given: &[SecretMaterial],
 ) -> Result<Result<SecretValue, String>, Error> {
     let store_key = match &secret.source {
         SecretSource::Content(bytes) => return Ok(Ok(bytes.clone())),
@@ -32,6 +35,9 @@ pub(super) async fn content(
             "spec.compose.secrets.{}.{SECRET_REFERENCE_KEY}: {message}",
             secret.key
         )));
+    }
+    if let Some(m) = given.iter().find(|m| &m.store_key == store_key) {
+        return Ok(Ok(m.value.clone()));
     }
     Ok(read(ctx, store_key).await?.ok_or_else(|| {
         format!(

@@ -67,6 +67,12 @@ pub struct Status {
     /// When the phase last changed: how long the record has been in it.
     #[serde(default = "jiff::Timestamp::now")]
     pub since: jiff::Timestamp,
+    /// The GitOps source and commit the record's current content came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::gitops::owner::Origin>,
+    /// A DatabaseUser's password rotation, and the spec its cleanup acts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_user: Option<super::database_user::DatabaseUserStatus>,
 }
 
 impl Status {
@@ -81,6 +87,8 @@ impl Status {
             drift: Vec::new(),
             updated_at: jiff::Timestamp::now(),
             since: jiff::Timestamp::now(),
+            source: None,
+            database_user: None,
         }
     }
 
@@ -138,6 +146,8 @@ mod tests {
             }],
             updated_at: jiff::Timestamp::UNIX_EPOCH,
             since: jiff::Timestamp::UNIX_EPOCH,
+            source: None,
+            database_user: None,
         };
         let value = serde_json::to_value(&status).unwrap();
         assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);

@@ -203,6 +203,15 @@ pub enum DbError {
         name: String,
         reason: &'static str,
     },
+    /// The server cannot store a `mysql_native_password` hash, the only form in which
+    /// a MariaDB/MySQL password is sent (MySQL 8.4 loads the plugin only with
+    /// `mysql_native_password=ON`; 9.0 removed it). Permanent: the server must change.
+    #[error(
+        "{server} does not offer mysql_native_password, the only form in which swarmkeeper \
+         sends a MySQL password (MySQL 8.4 needs mysql_native_password=ON; 9.0 removed it): \
+         {message}"
+    )]
+    NativePasswordUnavailable { server: String, message: String },
     /// A password the driver cannot send (MariaDB/MySQL logins need UTF-8).
     #[error("the password of {user} is not UTF-8 text, which {engine:?} logins need")]
     InvalidPassword { engine: Engine, user: String },
@@ -237,6 +246,7 @@ impl DbError {
             DbError::UnknownPrivilege { .. } => "unknown_privilege",
             DbError::InvalidName { .. } => "invalid_name",
             DbError::InvalidPassword { .. } => "invalid_password",
+            DbError::NativePasswordUnavailable { .. } => "native_password_unavailable",
             DbError::TlsConfig { .. } => "tls_config",
         }
     }

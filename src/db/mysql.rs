@@ -4,6 +4,16 @@
 //! mysql_native_password AS '*<hex>'`, a syntax both MariaDB and MySQL 5.7/8.0 take), so
 //! the general log and the binary log hold the hash the server stores anyway.
 //!
+//! # Engines
+//! Only MariaDB has run against this code (the tests' server). The SQL is the form
+//! MySQL 5.7/8.x documents too (`CREATE USER ... IDENTIFIED WITH ... AS`, `DROP USER IF
+//! EXISTS`, `information_schema.SCHEMA_PRIVILEGES`, `mysql.user`); nothing uses the
+//! `PASSWORD()` function MySQL 8 removed. A MySQL without `mysql_native_password`
+//! (8.4 by default, 9.0) refuses the hash: that is
+//! [`DbError::NativePasswordUnavailable`], which says so, not a bare server error. An
+//! admin account on MySQL 8's default `caching_sha2_password` is mysql_async's to log in
+//! (its full authentication asks for the server's RSA key when there is no TLS).
+//!
 //! # Caveats
 //! - In a database-level `GRANT`, `_` and `%` in the database name are wildcards; they
 //!   are escaped (`\_`), so a grant on `app_db` does not also cover `appXdb`.
@@ -32,6 +42,9 @@ const ER_ACCESS_DENIED: u16 = 1045;
 const ER_ACCESS_DENIED_NO_PASSWORD: u16 = 1698;
 const ER_DBACCESS_DENIED: u16 = 1044;
 const ER_BAD_DB: u16 = 1049;
+/// "Plugin '%s' is not loaded": what `IDENTIFIED WITH mysql_native_password` gets from a
+/// server without that plugin (MySQL 8.4 by default, 9.0 always).
+const ER_PLUGIN_IS_NOT_LOADED: u16 = 1524;
 /// Too many connections, server shutdown, lock wait timeout, deadlock, query interrupted.
 const TRANSIENT: [u16; 5] = [1040, 1053, 1205, 1213, 1317];
 
@@ -173,6 +186,10 @@ async fn admin(server: &Server) -> Result<Conn, DbError> {
 
 fn statement_error(server: &Server, action: &'static str, err: &mysql_async::Error) -> DbError {
     match server_code(err) {
+        Some(ER_PLUGIN_IS_NOT_LOADED) => DbError::NativePasswordUnavailable {
+            server: server.address(),
+            message: message(err),
+        },
         Some(code) if !TRANSIENT.contains(&code) => DbError::Query {
             action,
             message: message(err),
@@ -381,6 +398,39 @@ mod tests {
         );
         let clause = password_clause(&SecretValue::from("canary-pw"));
         assert!(!clause.contains("canary"), "{clause}");
+    }
+
+    #[test]
+    fn a_server_without_the_native_password_plugin_says_so() {
+        let server = Server {
+            engine: Engine::Mysql,
+            host: "db".into(),
+            port: 3306,
+            admin_user: "admin".into(),
+            admin_password: SecretValue::from("admin-canary"),
+            ssl_mode: SslMode::Disable,
+            ca_pem: None,
+        };
+        // What MySQL 8.4 answers `CREATE USER ... IDENTIFIED WITH mysql_native_password`.
+        let refused = mysql_async::Error::Server(mysql_async::ServerError {
+            code: 1524,
+            message: "Plugin 'mysql_native_password' is not loaded".into(),
+            state: "HY000".into(),
+        });
+        let err = statement_error(&server, "create user", &refused);
+        assert_eq!(err.kind(), "native_password_unavailable");
+        assert!(!err.is_transient());
+        let text = err.to_string();
+        assert!(
+            text.contains("db:3306") && text.contains("mysql_native_password=ON"),
+            "{text}"
+        );
+        let other = mysql_async::Error::Server(mysql_async::ServerError {
+            code: 1064,
+            message: "syntax".into(),
+            state: "42000".into(),
+        });
+        assert_eq!(statement_error(&server, "grant", &other).kind(), "query");
     }
 
     #[test]

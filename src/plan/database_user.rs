@@ -11,7 +11,7 @@ use super::diff::FieldDiff;
 use super::drift::{ObjectDrift, ObjectState};
 use crate::api::SecretValue;
 use crate::api::database_user::{DatabaseUserSpec, DeletionPolicy};
-use crate::db::{Action, Observed};
+use crate::db::{Action, Observed, normalize_privilege};
 
 /// What converges the user, in order, and the differences it corrects.
 #[derive(Debug, Default)]
@@ -29,16 +29,25 @@ fn object(name: &str, state: ObjectState, fields: Vec<FieldDiff>) -> ObjectDrift
     }
 }
 
-/// The privileges `spec` asks for that `granted` lacks, upper-case.
+/// The privileges `spec` asks for that `granted` lacks, spelled as the
+/// server reports them (`temp` is `TEMPORARY`, `all privileges` is `ALL`), or
+/// a spelling would be drift for ever.
 fn missing_privileges(spec: &DatabaseUserSpec, granted: &BTreeSet<String>) -> Vec<String> {
     if granted.contains("ALL") {
         return Vec::new();
     }
     spec.privileges
         .iter()
-        .map(|p| p.to_ascii_uppercase())
+        .map(|p| spelled(spec, p))
         .filter(|p| !granted.contains(p))
         .collect()
+}
+
+/// `privilege` as the engine's allow-list spells it; validation refused unknown
+/// ones, and a stored record that skipped it fails at apply.
+fn spelled(spec: &DatabaseUserSpec, privilege: &str) -> String {
+    normalize_privilege(spec.engine, privilege)
+        .map_or_else(|_| privilege.to_ascii_uppercase(), str::to_owned)
 }
 
 /// What an action does, for an event: names, never a password.
@@ -234,6 +243,24 @@ mod tests {
         assert!(shown.contains("\"password\"") && shown.contains("spec.privileges"));
         assert!(!shown.contains("s3cr3t-canary"), "{shown}");
         assert!(!format!("{plan:?}").contains("s3cr3t-canary"));
+    }
+
+    #[test]
+    fn spellings_of_a_privilege_are_the_privilege_the_server_reports() {
+        let observed = Observed {
+            user_exists: true,
+            database_exists: true,
+            granted: ["CONNECT".to_string(), "TEMPORARY".to_string()].into(),
+            password_works: true,
+        };
+        let spelled = spec(serde_json::json!({"privileges": ["temp", " connect"]}));
+        assert!(plan(&spelled, &observed, &password()).actions.is_empty());
+        let all = spec(serde_json::json!({"privileges": ["all privileges"]}));
+        let plan = plan(&all, &observed, &password());
+        let [Action::Grant { privileges, .. }] = &plan.actions[..] else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(privileges, &["ALL"]);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use serde_json::Value;
 use super::table::Table;
 use crate::plan::drift::{DriftReport, ObjectState};
 
-fn show(v: Option<&Value>) -> String {
+/// A value as reports show it: strings unquoted, `<unset>` when absent.
+pub(super) fn show(v: Option<&Value>) -> String {
     match v {
         None => "<unset>".to_string(),
         Some(Value::String(s)) => s.clone(),

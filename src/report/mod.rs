@@ -1,4 +1,5 @@
 //! Rendering of tables, diffs and drift reports for the command line.
 
 pub mod drift;
+pub mod plan;
 pub mod table;

@@ -120,18 +120,21 @@ pub fn fold_events(last: Option<(String, Event)>, events: Vec<Event>) -> Vec<(St
     let mut out: Vec<(String, Event)> = Vec::with_capacity(events.len());
     let mut previous = last;
     for event in events {
-        let entry = match previous.take() {
-            Some((id, last)) if last.repeats(&event) => {
-                // Written again: drop it from the batch, so it goes once, folded.
-                out.retain(|(written, _)| *written != id);
-                (id, last.seen_again(event.time))
-            }
-            _ => (event_id(event.time), event),
-        };
+        let entry = fold_one(previous.take(), event);
+        // Written again: drop it from the batch, so it goes once, folded.
+        out.retain(|(written, _)| *written != entry.0);
         previous = Some(entry.clone());
         out.push(entry);
     }
     out
+}
+
+/// `event` folded into `last` when it repeats it, else a new entry with a new id.
+fn fold_one(last: Option<(String, Event)>, event: Event) -> (String, Event) {
+    match last {
+        Some((id, last)) if last.repeats(&event) => (id, last.seen_again(event.time)),
+        _ => (event_id(event.time), event),
+    }
 }
 
 /// Sorts by time; the random suffix keeps two events of one nanosecond apart.
@@ -157,6 +160,24 @@ impl Store {
         let id = event_id(event.time);
         self.update_event(kind, name, &id, event).await?;
         Ok(id)
+    }
+
+    /// Appends `event` to a record's log, or folds it into `last` (the log's
+    /// previous event, as `(id, event)`) when it repeats it; returns the log's
+    /// last event now.
+    ///
+    /// # Errors
+    /// As [`Store::put_event`].
+    pub async fn put_or_fold_event(
+        &self,
+        kind: &str,
+        name: &str,
+        last: Option<(String, Event)>,
+        event: Event,
+    ) -> Result<(String, Event), StoreError> {
+        let (id, event) = fold_one(last, event);
+        self.update_event(kind, name, &id, &event).await?;
+        Ok((id, event))
     }
 
     /// Writes the event `id` of a record again (a repeat folded into it), on a

@@ -134,6 +134,10 @@ impl Keys {
         Ok(format!("{}/sources/{}", self.prefix, check_part(name)?))
     }
 
+    pub(crate) fn sources_prefix(&self) -> String {
+        format!("{}/sources/", self.prefix)
+    }
+
     pub(crate) fn leader(&self) -> String {
         format!("{}/leader", self.prefix)
     }

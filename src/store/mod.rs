@@ -42,7 +42,7 @@ pub use events::{Event, fold_events};
 pub use keyring::{DigestKey, Keyring};
 pub use leader::{Leadership, WriteFence};
 pub use records::{Expect, PutOutcome, RecordPut, StoredRecord, Versioned};
-pub use secrets::SourceRecord;
+pub use secrets::{RepoRef, SourceError, SourceRecord};
 pub use watch::WatchEvent;
 
 use keys::Keys;

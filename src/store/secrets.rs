@@ -18,6 +18,62 @@ pub struct SourceRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     pub applied_at: Timestamp,
+    /// The last commit a sync fetched, applied or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<String>,
+    /// Why the last commit seen is not applied, until one applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<SourceError>,
+    /// The repository a sync follows (its URL without credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoRef>,
+}
+
+impl SourceRecord {
+    /// The record as `get sources -o json` and `/sources` show it: with its name.
+    pub fn named_json(&self, name: &str) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let serde_json::Value::Object(fields) = &mut value {
+            fields.insert("name".into(), name.into());
+        }
+        value
+    }
+
+    /// A source that has applied nothing yet.
+    pub fn empty() -> Self {
+        Self {
+            records: Vec::new(),
+            commit: None,
+            applied_at: Timestamp::UNIX_EPOCH,
+            seen: None,
+            error: None,
+            repo: None,
+        }
+    }
+}
+
+/// Why a source's last commit is not applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceError {
+    /// The commit refused, when one was fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// What is wrong: the file, record and field of an invalid record, or the failure.
+    pub message: String,
+    pub at: Timestamp,
+    /// The commit's records are invalid: the same commit is never tried again.
+    #[serde(default)]
+    pub invalid: bool,
+}
+
+/// Where a synced source's records come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRef {
+    /// The repository URL with any credentials taken out.
+    pub url: String,
+    pub branch: String,
+    pub path: String,
 }
 
 impl Store {
@@ -100,6 +156,36 @@ impl Store {
             source,
         })?;
         self.put_raw(&key, value, None).await
+    }
+
+    /// Every source, by name, with what it last applied. A value that does not
+    /// decode is left out (and logged) rather than hiding every other source.
+    ///
+    /// # Errors
+    /// [`StoreError::List`] when etcd fails.
+    pub async fn list_sources(&self) -> Result<Vec<(String, SourceRecord)>, StoreError> {
+        let prefix = self.keys().sources_prefix();
+        let (kvs, _) = self
+            .range(&prefix, 0, false)
+            .await
+            .map_err(|source| StoreError::List {
+                prefix: prefix.clone(),
+                source,
+            })?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| {
+                let key = String::from_utf8_lossy(kv.key());
+                let name = key.strip_prefix(&prefix)?.to_owned();
+                match serde_json::from_slice(kv.value()) {
+                    Ok(record) => Some((name, record)),
+                    Err(err) => {
+                        tracing::warn!(%key, %err, "source record does not decode; left out");
+                        None
+                    }
+                }
+            })
+            .collect())
     }
 
     /// What a source last applied, if it ever applied.

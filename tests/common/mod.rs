@@ -22,6 +22,7 @@
 
 pub mod controllers;
 pub mod http;
+pub mod parity;
 pub mod swarm;
 
 use std::io::{Read, Write};

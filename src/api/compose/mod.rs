@@ -184,6 +184,48 @@ fn normalize_top(value: &mut Value) {
     }
 }
 
+/// Service keys the docker CLI refuses ("forbidden properties"), with its reasons.
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("extends", "support for extends is not implemented"),
+    (
+        "volume_driver",
+        "define a volume under the top-level volumes with its driver, and use it from the service",
+    ),
+    (
+        "volumes_from",
+        "to share a volume between services, define it under the top-level volumes and use it from each service",
+    ),
+    ("cpu_quota", "set resource limits under deploy.resources"),
+    ("cpu_shares", "set resource limits under deploy.resources"),
+    ("cpuset", "set resource limits under deploy.resources"),
+    ("mem_limit", "set resource limits under deploy.resources"),
+    (
+        "memswap_limit",
+        "set resource limits under deploy.resources",
+    ),
+];
+
+/// The first forbidden key of any service, with the CLI's reason.
+fn forbidden(value: &Value, base_path: &str) -> Result<(), FieldError> {
+    let services = value.get("services").and_then(Value::as_object);
+    for (name, service) in services.into_iter().flatten() {
+        for (key, reason) in FORBIDDEN {
+            if service.get(key).is_some() {
+                let path = format!("services.{name}.{key}");
+                let path = match base_path {
+                    "" => path,
+                    base => format!("{base}.{path}"),
+                };
+                return Err(FieldError::new(
+                    path,
+                    format!("{key} is not supported by docker stack deploy: {reason}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl ComposeFile {
     /// Parses a compose file held as a JSON value (`x-*` keys dropped, `null` entries read
     /// as empty); a problem names its path under `base_path`.
@@ -192,6 +234,7 @@ impl ComposeFile {
     /// The first type error, at its full path (`spec.compose.services.web.deploy.replicas`).
     pub fn from_value(mut value: Value, base_path: &str) -> Result<Self, FieldError> {
         normalize_top(&mut value);
+        forbidden(&value, base_path)?;
         serde_path_to_error::deserialize::<_, Strict>(value)
             .map(|strict| strict.0)
             .map_err(|err| super::redact::field_error(base_path, err, false))
@@ -204,26 +247,61 @@ impl ComposeFile {
         validate::validate(self, base_path)
     }
 
-    /// Paths of the keys swarm ignores (`services.web.build`), for the warnings the docker CLI
-    /// prints as "Ignoring unsupported options".
-    pub fn ignored_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
+    /// The keys swarm ignores, one entry per key (the docker CLI too warns once per key,
+    /// "Ignoring unsupported options: build"), with the paths that use it
+    /// (`services.web.build`) and why it is ignored.
+    pub fn ignored_keys(&self) -> Vec<IgnoredKey> {
+        let mut keys: IndexMap<&'static str, IgnoredKey> = IndexMap::new();
+        let mut add = |key: &'static str, reason: &'static str, path: String| {
+            keys.entry(key)
+                .or_insert_with(|| IgnoredKey {
+                    key,
+                    reason,
+                    paths: Vec::new(),
+                })
+                .paths
+                .push(path);
+        };
         for (name, service) in &self.services {
-            for key in service.ignored_keys() {
-                keys.push(format!("services.{name}.{key}"));
+            for (key, reason) in service.ignored_keys() {
+                add(key, reason, format!("services.{name}.{key}"));
             }
             if let Some(networks) = &service.networks {
                 for (net, options) in networks.entries() {
-                    if options.ipv4_address.is_some() {
-                        keys.push(format!("services.{name}.networks.{net}.ipv4_address"));
-                    }
-                    if options.ipv6_address.is_some() {
-                        keys.push(format!("services.{name}.networks.{net}.ipv6_address"));
+                    for (key, set) in [
+                        ("ipv4_address", options.ipv4_address.is_some()),
+                        ("ipv6_address", options.ipv6_address.is_some()),
+                    ] {
+                        if set {
+                            let path = format!("services.{name}.networks.{net}.{key}");
+                            add(key, "swarm assigns addresses from the network's pool", path);
+                        }
                     }
                 }
             }
         }
+        if self.name.is_some() {
+            let reason = "the stack is named by the record's metadata.name";
+            add("name", reason, "name".to_owned());
+        }
+        let mut keys: Vec<IgnoredKey> = keys.into_values().collect();
+        keys.sort_by_key(|k| k.key);
         keys
+    }
+}
+
+/// A key swarm ignores, as [`ComposeFile::ignored_keys`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredKey {
+    pub key: &'static str,
+    pub reason: &'static str,
+    /// Where it is used, in file order.
+    pub paths: Vec<String>,
+}
+
+impl std::fmt::Display for IgnoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ignored ({})", self.paths.join(", "), self.reason)
     }
 }
 

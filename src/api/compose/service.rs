@@ -127,35 +127,104 @@ pub struct Service {
     pub shm_size: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns_mode: Option<String>,
+    // Keys of the compose specification (`docker compose`) that the docker CLI refuses and
+    // swarm has no use for: accepted, so files written for compose deploy, and warned about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
+/// Why `docker stack deploy` ignores a key, as it warns (its "unsupported" and "deprecated"
+/// options), or why swarmkeeper does for the keys of the compose specification.
+const UNSUPPORTED: &str = "unsupported by swarm services";
+const IGNORED_KEYS: [(&str, &str); 23] = [
+    (
+        "build",
+        "swarm does not build images: build and push it, then deploy the image",
+    ),
+    ("cgroup_parent", UNSUPPORTED),
+    ("cgroupns_mode", UNSUPPORTED),
+    (
+        "container_name",
+        "setting the container name is not supported",
+    ),
+    (
+        "depends_on",
+        "swarm starts services in no order: a service must wait for what it needs",
+    ),
+    ("devices", UNSUPPORTED),
+    ("domainname", UNSUPPORTED),
+    (
+        "expose",
+        "exposing ports is unnecessary: services on the same network reach each other's containers on any port",
+    ),
+    ("external_links", UNSUPPORTED),
+    ("ipc", UNSUPPORTED),
+    ("links", UNSUPPORTED),
+    ("mac_address", UNSUPPORTED),
+    ("network_mode", UNSUPPORTED),
+    ("pid", UNSUPPORTED),
+    (
+        "platform",
+        "swarm schedules by placement constraints: use node.platform.os/arch",
+    ),
+    ("privileged", UNSUPPORTED),
+    (
+        "profiles",
+        "docker stack deploy has no profiles: every service is deployed",
+    ),
+    (
+        "pull_policy",
+        "each node pulls the image when it has not got it",
+    ),
+    (
+        "restart",
+        "unsupported by the CLI; used only when deploy.restart_policy is absent",
+    ),
+    ("security_opt", UNSUPPORTED),
+    ("shm_size", UNSUPPORTED),
+    (
+        "tmpfs",
+        "accepted by the CLI and never converted: use a tmpfs mount under volumes",
+    ),
+    ("userns_mode", UNSUPPORTED),
+];
+
 impl Service {
-    /// Keys of this service swarm ignores, in the order the CLI lists them (sorted).
-    pub(super) fn ignored_keys(&self) -> Vec<&'static str> {
+    /// Keys of this service swarm ignores, sorted, each with why.
+    pub(super) fn ignored_keys(&self) -> Vec<(&'static str, &'static str)> {
         let i = self;
-        let set: [(&'static str, bool); 20] = [
-            ("build", i.build.is_some()),
-            ("cgroup_parent", i.cgroup_parent.is_some()),
-            ("cgroupns_mode", i.cgroupns_mode.is_some()),
-            ("container_name", i.container_name.is_some()),
-            ("depends_on", i.depends_on.is_some()),
-            ("devices", i.devices.is_some()),
-            ("domainname", i.domainname.is_some()),
-            ("expose", i.expose.is_some()),
-            ("external_links", i.external_links.is_some()),
-            ("ipc", i.ipc.is_some()),
-            ("links", i.links.is_some()),
-            ("mac_address", i.mac_address.is_some()),
-            ("network_mode", i.network_mode.is_some()),
-            ("pid", i.pid.is_some()),
-            ("privileged", i.privileged.is_some()),
-            ("restart", self.restart.is_some()),
-            ("security_opt", i.security_opt.is_some()),
-            ("shm_size", i.shm_size.is_some()),
-            ("tmpfs", self.tmpfs.is_some()),
-            ("userns_mode", i.userns_mode.is_some()),
+        let set: [bool; 23] = [
+            i.build.is_some(),
+            i.cgroup_parent.is_some(),
+            i.cgroupns_mode.is_some(),
+            i.container_name.is_some(),
+            i.depends_on.is_some(),
+            i.devices.is_some(),
+            i.domainname.is_some(),
+            i.expose.is_some(),
+            i.external_links.is_some(),
+            i.ipc.is_some(),
+            i.links.is_some(),
+            i.mac_address.is_some(),
+            i.network_mode.is_some(),
+            i.pid.is_some(),
+            i.platform.is_some(),
+            i.privileged.is_some(),
+            i.profiles.is_some(),
+            i.pull_policy.is_some(),
+            i.restart.is_some(),
+            i.security_opt.is_some(),
+            i.shm_size.is_some(),
+            i.tmpfs.is_some(),
+            i.userns_mode.is_some(),
         ];
-        set.into_iter()
+        IGNORED_KEYS
+            .into_iter()
+            .zip(set)
             .filter_map(|(key, present)| present.then_some(key))
             .collect()
     }

@@ -393,6 +393,10 @@ fn unknown_keys_are_errors_naming_the_path() {
             "services:\n  web:\n    image: x\n    deploy: {mode: everywhere}\n",
             "services.web.deploy.mode",
         ),
+        (
+            "services:\n  web:\n    image: x\n    mem_limit: 1g\n",
+            "services.web.mem_limit: mem_limit is not supported by docker stack deploy: set resource limits under deploy.resources",
+        ),
     ];
     for (text, needle) in cases {
         let err = try_parse(text).expect_err(text);
@@ -442,7 +446,11 @@ fn validation_names_the_field() {
         ),
         (
             "services:\n  web:\n    image: x\n    env_file: .env\n",
-            "spec.compose.services.web.env_file:",
+            "spec.compose.services.web.env_file: env_file is read by `swarmkeeper apply`",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    credential_spec: {config: nope}\n",
+            "spec.compose.services.web.credential_spec.config: service \"web\" refers to undefined config \"nope\"",
         ),
         (
             "services:\n  web:\n    image: x\n    volumes: [{type: tmpfs, source: x, target: /t}]\n",
@@ -487,8 +495,13 @@ fn the_default_network_needs_no_definition() {
 #[test]
 fn ignored_keys_are_listed_as_the_cli_warns() {
     let compose = parse(EVERYTHING);
+    let keys: Vec<String> = compose
+        .ignored_keys()
+        .iter()
+        .flat_map(|k| k.paths.clone())
+        .collect();
     assert_eq!(
-        compose.ignored_keys(),
+        keys,
         vec![
             "services.job.build",
             "services.job.container_name",
@@ -496,6 +509,29 @@ fn ignored_keys_are_listed_as_the_cli_warns() {
             "services.job.expose",
             "services.job.privileged",
             "services.job.restart",
+        ]
+    );
+}
+
+#[test]
+fn each_ignored_key_is_one_warning_naming_every_service_that_uses_it() {
+    let compose = parse(
+        "name: app\nservices:\n  a:\n    image: x\n    profiles: [debug]\n    depends_on: {b: {condition: service_healthy}}\n  b:\n    image: x\n    profiles: [debug]\n    pull_policy: always\n    platform: linux/amd64\n    networks: {n: {ipv4_address: 10.0.0.2}}\nnetworks:\n  n: {}\n",
+    );
+    let warnings: Vec<String> = compose
+        .ignored_keys()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "services.a.depends_on: ignored (swarm starts services in no order: a service must wait for what it needs)",
+            "services.b.networks.n.ipv4_address: ignored (swarm assigns addresses from the network's pool)",
+            "name: ignored (the stack is named by the record's metadata.name)",
+            "services.b.platform: ignored (swarm schedules by placement constraints: use node.platform.os/arch)",
+            "services.a.profiles, services.b.profiles: ignored (docker stack deploy has no profiles: every service is deployed)",
+            "services.b.pull_policy: ignored (each node pulls the image when it has not got it)",
         ]
     );
 }

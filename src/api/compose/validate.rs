@@ -149,8 +149,8 @@ fn check_service(compose: &ComposeFile, name: &str, service: &Service, errors: &
     if service.env_file.is_some() {
         errors.push(
             format!("{path}.env_file"),
-            "env_file is not supported: swarmkeeper stores the compose file without the files \
-             beside it; list the variables under environment",
+            "env_file is read by `swarmkeeper apply`, which stores it merged into environment; \
+             a record written without apply lists the variables under environment",
         );
     }
     for (field, command) in [
@@ -210,10 +210,12 @@ fn check_service(compose: &ComposeFile, name: &str, service: &Service, errors: &
                 "invalid credential spec: set only one of config, file and registry",
             );
         }
-        if spec.config.is_some() {
+        if let Some(config) = &spec.config
+            && !compose.configs.contains_key(config)
+        {
             errors.push(
                 format!("{path}.credential_spec.config"),
-                "credential_spec.config is not supported; use file or registry",
+                format!("service {name:?} refers to undefined config {config:?}: invalid compose project"),
             );
         }
     }

@@ -1,16 +1,19 @@
-//! The compose-file loader: a Stack's `composeFile` read and stored inline, interpolated,
-//! its relative bind-mount paths made absolute, and its `file:` configs and secrets read at
-//! apply time (a config's content inlined, a secret's value taken out to be sealed).
+//! The compose-file loader: a Stack's `composeFile` read and stored inline, interpolated
+//! (from apply's environment and the Stack's `envFiles`), its services' `env_file`s merged
+//! into their environment, its relative and `~/` bind-mount paths made absolute, and its
+//! `file:` configs and secrets read at apply time (a config's content inlined, a secret's
+//! value taken out to be sealed).
 
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::env_files::{read_dotenv_files, resolve_environment};
 use super::files::{read_swarm_object, read_text, utf8};
 use super::yaml::parse_documents;
 use super::{SECRET_REFERENCE_KEY, SecretMaterial, stack_secret_prefix};
 use crate::api::FieldError;
-use crate::api::interpolate::{Env, interpolate_value};
+use crate::api::interpolate::{Env, interpolate_compose};
 use crate::api::secret_value::SecretValue;
 
 /// Turns a Stack's spec as written into the form stored: compose inline, interpolated,
@@ -43,11 +46,50 @@ impl StackLoader<'_, '_> {
                 }
             }
         }
+        let dotenv = match spec.remove("envFiles") {
+            None => Default::default(),
+            Some(Value::Array(files)) => {
+                let mut names = Vec::new();
+                for (i, file) in files.iter().enumerate() {
+                    match file.as_str() {
+                        Some(name) => names.push(name.to_owned()),
+                        None => {
+                            return self.errors.push(FieldError::new(
+                                format!("spec.envFiles[{i}]"),
+                                "expected a file name",
+                            ));
+                        }
+                    }
+                }
+                match read_dotenv_files(&names, record_folder) {
+                    Ok(vars) => vars,
+                    Err((i, message)) => {
+                        return self
+                            .errors
+                            .push(FieldError::new(format!("spec.envFiles[{i}]"), message));
+                    }
+                }
+            }
+            Some(_) => {
+                return self.errors.push(FieldError::new(
+                    "spec.envFiles",
+                    "expected a list of file names",
+                ));
+            }
+        };
         let Some(compose) = spec.get_mut("compose") else {
             return;
         };
+        // As `docker compose`: the shell's environment wins over the `.env` files.
+        let interpolation_env = |name: &str| (self.env)(name).or_else(|| dotenv.get(name).cloned());
         let mut unset = Vec::new();
-        interpolate_value(compose, "spec.compose", self.env, self.errors, &mut unset);
+        interpolate_compose(
+            compose,
+            "spec.compose",
+            &interpolation_env,
+            self.errors,
+            &mut unset,
+        );
         self.warnings.extend(unset.into_iter().map(|name| {
             format!("spec.compose: variable {name} is not set, defaulting to a blank string")
         }));
@@ -56,11 +98,16 @@ impl StackLoader<'_, '_> {
         };
         let base = std::path::absolute(&folder).unwrap_or(folder);
         if let Some(Value::Object(services)) = compose.get_mut("services") {
-            for service in services.values_mut() {
+            for (name, service) in services.iter_mut() {
+                let Some(service) = service.as_object_mut() else {
+                    continue;
+                };
+                self.merge_env_files(name, service, &base);
                 if let Some(Value::Array(volumes)) = service.get_mut("volumes") {
-                    volumes
-                        .iter_mut()
-                        .for_each(|volume| resolve_bind(volume, &base));
+                    let home = (self.env)("HOME");
+                    for volume in volumes.iter_mut() {
+                        resolve_bind(volume, &base, home.as_deref());
+                    }
                 }
             }
         }
@@ -73,6 +120,21 @@ impl StackLoader<'_, '_> {
             for (name, secret) in secrets.iter_mut() {
                 self.seal_stack_secret(name, secret, &base);
             }
+        }
+    }
+
+    /// Stores a service's `env_file`s merged into its `environment`, as the CLI merges them.
+    fn merge_env_files(&mut self, name: &str, service: &mut Map<String, Value>, base: &Path) {
+        match resolve_environment(service, base, self.env) {
+            Ok(None) => {}
+            Ok(Some(environment)) => {
+                service.remove("env_file");
+                service.insert("environment".to_owned(), environment);
+            }
+            Err((field, message)) => self.errors.push(FieldError::new(
+                format!("spec.compose.services.{name}.{field}"),
+                message,
+            )),
         }
     }
 
@@ -132,27 +194,38 @@ fn parse_compose(text: &str) -> Result<Value, String> {
     }
 }
 
-/// Makes a relative bind-mount source absolute against `base`, as the docker CLI does:
-/// in the short form (`./data:/data`) a source starting with `.` is a path (anything else
-/// without `/` is a volume name); in the long form, any relative `source` of `type: bind`.
-fn resolve_bind(volume: &mut Value, base: &Path) {
+/// Makes a bind-mount source absolute, as the docker CLI does: a leading `~` becomes
+/// `home` (apply's `HOME`; kept when unset), then a relative path is taken against `base`.
+/// In the short form (`./data:/data`) a source starting with `.` or `~` is a path (anything
+/// else without `/` is a volume name); in the long form, any `source` of `type: bind`.
+fn resolve_bind(volume: &mut Value, base: &Path, home: Option<&str>) {
+    let resolve = |source: &str| {
+        let source = match (source.strip_prefix('~'), home) {
+            (Some(rest), Some(home)) => format!("{home}{rest}"),
+            _ => source.to_owned(),
+        };
+        match Path::new(&source).is_absolute() {
+            true => source,
+            false => clean(&base.join(source)).display().to_string(),
+        }
+    };
     match volume {
         Value::String(short) => {
             if let Some((source, rest)) = short.split_once(':')
                 && (source == "."
                     || source == ".."
                     || source.starts_with("./")
-                    || source.starts_with("../"))
+                    || source.starts_with("../")
+                    || source.starts_with('~'))
             {
-                *short = format!("{}:{rest}", clean(&base.join(source)).display());
+                *short = format!("{}:{rest}", resolve(source));
             }
         }
         Value::Object(long) => {
             if long.get("type").and_then(Value::as_str) == Some("bind")
                 && let Some(Value::String(source)) = long.get_mut("source")
-                && !Path::new(source.as_str()).is_absolute()
             {
-                *source = clean(&base.join(source.as_str())).display().to_string();
+                *source = resolve(source);
             }
         }
         _ => {}
@@ -266,6 +339,57 @@ secrets:
         assert_eq!(
             item.warnings,
             ["spec.compose: variable UNSET_ONE is not set, defaulting to a blank string"]
+        );
+    }
+
+    #[test]
+    fn env_files_env_file_and_home_are_resolved_at_apply() {
+        let dir = folder(&[
+            (
+                "web.yaml",
+                "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Stack\nmetadata: {name: web}\nspec:\n  composeFile: compose/web.yml\n  envFiles: [vars/base.env, vars/prod.env]\n  ignoreDifferences: [services.web.deploy.replicas]\n",
+            ),
+            (
+                "compose/web.yml",
+                "services:\n  web:\n    image: app:${TAG}\n    env_file: web.env\n    environment: {WHO: '${WHO}'}\n    volumes: ['~/data:/data', {type: bind, source: ~/conf, target: /conf}]\n    deploy: {replicas: '${REPLICAS}'}\n",
+            ),
+            ("compose/web.env", "FROM_FILE=1\nWHO=file\n"),
+            ("vars/base.env", "TAG=1.0\nWHO=dotenv\nREPLICAS=2\n"),
+            ("vars/prod.env", "TAG=1.1\n"),
+        ]);
+        let env = |name: &str| match name {
+            "WHO" => Some("shell".to_owned()),
+            "HOME" => Some("/home/ci".to_owned()),
+            _ => None,
+        };
+        let loaded = load_paths(&[dir.path().join("web.yaml")], &env).unwrap();
+        let spec = &loaded[0].record.to_value()["spec"];
+        assert!(spec.get("envFiles").is_none(), "read, not stored");
+        assert_eq!(spec["ignoreDifferences"][0], "services.web.deploy.replicas");
+        let web = &spec["compose"]["services"]["web"];
+        assert_eq!(web["image"], "app:1.1");
+        assert_eq!(web["deploy"]["replicas"], 2);
+        assert!(web.get("env_file").is_none());
+        assert_eq!(
+            web["environment"],
+            serde_json::json!({"FROM_FILE": "1", "WHO": "shell"})
+        );
+        assert_eq!(web["volumes"][0], "/home/ci/data:/data");
+        assert_eq!(web["volumes"][1]["source"], "/home/ci/conf");
+    }
+
+    #[test]
+    fn an_ignored_difference_must_name_a_service_field() {
+        let dir = folder(&[(
+            "web.yaml",
+            "apiVersion: swarmkeeper.dev/v1alpha1\nkind: Stack\nmetadata: {name: web}\nspec:\n  compose: {services: {web: {image: x}}}\n  ignoreDifferences: [services.web.deploy.replicas, services.*.labels, services.api.image, deploy.replicas]\n",
+        )]);
+        let err = load_one(dir.path()).unwrap_err();
+        let paths: Vec<_> = err.problems.iter().filter_map(|p| p.path.clone()).collect();
+        assert_eq!(
+            paths,
+            ["spec.ignoreDifferences[2]", "spec.ignoreDifferences[3]"],
+            "{err}"
         );
     }
 

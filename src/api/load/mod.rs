@@ -11,6 +11,8 @@
 //! - `yaml`: the parser's budgets (depth, aliases) and the docker CLI's YAML scalars;
 //! - `compose_file`: a Stack's compose file made inline, interpolated and resolved, its
 //!   `file:` configs and secrets read;
+//! - `env_files`: a service's `env_file`s merged as the CLI merges them, and a Stack's
+//!   `envFiles` read for interpolation;
 //! - `seal`: a Secret record's value taken out of the record.
 
 use std::collections::HashMap;
@@ -26,6 +28,7 @@ use super::record::{Record, Spec};
 use super::secret_value::SecretValue;
 
 mod compose_file;
+mod env_files;
 mod files;
 mod seal;
 mod yaml;
@@ -267,7 +270,7 @@ fn load_document(
                     compose
                         .ignored_keys()
                         .into_iter()
-                        .map(|key| format!("{key}: ignored by docker stack deploy")),
+                        .map(|key| key.to_string()),
                 );
             }
         }
@@ -275,6 +278,9 @@ fn load_document(
     }
     Ok((record, warnings, secrets))
 }
+
+#[cfg(test)]
+mod arbitrary;
 
 /// What the child modules' tests share: a folder of files, loaded.
 #[cfg(test)]

@@ -160,7 +160,32 @@ pub fn convert_stack(stack: &str, compose: &ComposeFile) -> Result<StackObjects,
                     message,
                 })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<ServiceObject>, _>>()?;
+    // As the CLI: an external secret or config no service uses is never looked up.
+    let used = |kind: fn(&TaskSpecContainerSpec) -> Vec<&String>| {
+        services
+            .iter()
+            .filter_map(|s| s.spec.task_template.as_ref()?.container_spec.as_ref())
+            .flat_map(kind)
+            .cloned()
+            .collect::<std::collections::HashSet<String>>()
+    };
+    let used_secrets = used(|c| {
+        c.secrets
+            .iter()
+            .flatten()
+            .filter_map(|r| r.secret_name.as_ref())
+            .collect()
+    });
+    let used_configs = used(|c| {
+        c.configs
+            .iter()
+            .flatten()
+            .filter_map(|r| r.config_name.as_ref())
+            .collect()
+    });
+    externals.secrets.retain(|name| used_secrets.contains(name));
+    externals.configs.retain(|name| used_configs.contains(name));
     Ok(StackObjects {
         networks,
         secrets,
@@ -179,11 +204,24 @@ pub fn rename_secret_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String,
     }
 }
 
-/// Points the service's config references at new names and IDs, as [`rename_secret_refs`].
+/// Points the service's config references at new names and IDs, as [`rename_secret_refs`],
+/// and a credential spec's config (a name until now) at its ID, as the CLI sends it.
 pub fn rename_config_refs(spec: &mut ServiceSpec, map: &HashMap<String, (String, String)>) {
-    let configs = container_spec(spec).and_then(|c| c.configs.as_mut());
-    for reference in configs.into_iter().flatten() {
+    let Some(container) = container_spec(spec) else {
+        return;
+    };
+    for reference in container.configs.iter_mut().flatten() {
         rename(&mut reference.config_name, &mut reference.config_id, map);
+    }
+    let credential = container
+        .privileges
+        .as_mut()
+        .and_then(|p| p.credential_spec.as_mut())
+        .and_then(|c| c.config.as_mut());
+    if let Some(config) = credential
+        && let Some((_, id)) = map.get(config.as_str())
+    {
+        *config = id.clone();
     }
 }
 

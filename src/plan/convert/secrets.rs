@@ -142,14 +142,17 @@ pub(super) fn convert_secret_refs(
         .collect())
 }
 
-/// A service's config references, by swarm name (the controller fills in the IDs).
+/// A service's config references, by swarm name (the controller fills in the IDs): its
+/// file targets, and the runtime reference a `credential_spec: {config: KEY}` needs
+/// (returned with its swarm name, which the credential spec names until renamed to an ID).
 pub(super) fn convert_config_refs(
     stack: &str,
     compose: &ComposeFile,
     refs: &[FileRef],
-) -> Result<Vec<TaskSpecContainerSpecConfigs>, String> {
+    credential_config: Option<&String>,
+) -> Result<(Vec<TaskSpecContainerSpecConfigs>, Option<String>), String> {
     let targets = file_targets(stack, "config", &compose.configs, refs)?;
-    Ok(targets
+    let mut configs: Vec<_> = targets
         .into_iter()
         .map(|(name, file)| TaskSpecContainerSpecConfigs {
             file: Some(config_file(file)),
@@ -157,7 +160,27 @@ pub(super) fn convert_config_refs(
             config_id: None,
             config_name: Some(name),
         })
-        .collect())
+        .collect();
+    let credential = credential_config
+        .map(|key| {
+            let def = compose.configs.get(key).ok_or_else(|| {
+                format!("invalid credential spec: spec specifies config {key}, but no such config can be found")
+            })?;
+            Ok::<_, String>(object_name(stack, key, def))
+        })
+        .transpose()?;
+    if let Some(name) = &credential {
+        // A runtime config is not mounted: the container runtime reads it.
+        configs.push(TaskSpecContainerSpecConfigs {
+            file: None,
+            runtime: Some(Default::default()),
+            config_id: None,
+            config_name: Some(name.clone()),
+        });
+        // The CLI sorts every reference by name, runtime ones included.
+        configs.sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    }
+    Ok((configs, credential))
 }
 
 /// A config's file target: bollard's copy of the secret's type, field for field.
@@ -180,6 +203,45 @@ fn config_file(file: TaskSpecContainerSpecFile) -> TaskSpecContainerSpecFile1 {
 mod tests {
     use super::*;
     use crate::plan::convert::fixtures::{EVERYTHING, container, convert, service};
+    use crate::plan::convert::rename_config_refs;
+
+    #[test]
+    fn a_credential_spec_config_is_a_runtime_reference_renamed_to_its_id() {
+        let mut objects = convert(
+            "services:\n  web:\n    image: x\n    configs: [z_conf]\n    credential_spec: {config: spec}\nconfigs:\n  spec: {content: '{}'}\n  z_conf: {external: true}\n",
+        );
+        let c = container(service(&objects, "web"));
+        let configs = c.configs.as_ref().unwrap();
+        let names: Vec<_> = configs.iter().map(|r| r.config_name.as_deref()).collect();
+        assert_eq!(names, [Some("demo_spec"), Some("z_conf")], "sorted by name");
+        assert_eq!(configs[0].runtime, Some(Default::default()));
+        assert_eq!(configs[0].file, None);
+        let credential = |objects: &crate::plan::convert::StackObjects| {
+            container(service(objects, "web"))
+                .privileges
+                .as_ref()
+                .and_then(|p| p.credential_spec.clone())
+                .unwrap()
+        };
+        assert_eq!(credential(&objects).config.as_deref(), Some("demo_spec"));
+        let map = [(
+            "demo_spec".to_owned(),
+            ("demo_spec.v1".to_owned(), "cfg-id".to_owned()),
+        )]
+        .into_iter()
+        .collect();
+        rename_config_refs(&mut objects.services[0].spec, &map);
+        assert_eq!(credential(&objects).config.as_deref(), Some("cfg-id"));
+    }
+
+    #[test]
+    fn only_external_objects_a_service_uses_must_exist() {
+        let objects = convert(
+            "services:\n  web:\n    image: x\n    secrets: [used]\n    configs: [c_used]\nsecrets:\n  used: {external: true}\n  unused: {external: true}\nconfigs:\n  c_used: {external: true}\n  c_unused: {external: true, name: other}\n",
+        );
+        assert_eq!(objects.externals.secrets, ["used"]);
+        assert_eq!(objects.externals.configs, ["c_used"]);
+    }
 
     #[test]
     fn everything_secrets_and_configs_convert_as_the_cli_does() {

@@ -116,6 +116,12 @@ fn convert_container(
         })
         .collect();
     ulimits.sort_by(|a, b| a.name.cmp(&b.name));
+    let credential_key = service
+        .credential_spec
+        .as_ref()
+        .and_then(|c| c.config.as_ref());
+    let (configs, credential_config) =
+        convert_config_refs(stack, compose, &service.configs, credential_key)?;
     Ok(TaskSpecContainerSpec {
         image: Some(image),
         labels: Some(stack_labels(stack, service.labels.as_ref())),
@@ -127,13 +133,12 @@ fn convert_container(
         user: non_empty_str(service.user.as_ref()),
         privileges: Some(TaskSpecContainerSpecPrivileges {
             credential_spec: service.credential_spec.as_ref().and_then(|spec| {
-                (spec.file.is_some() || spec.registry.is_some()).then(|| {
-                    TaskSpecContainerSpecPrivilegesCredentialSpec {
+                (credential_config.is_some() || spec.file.is_some() || spec.registry.is_some())
+                    .then(|| TaskSpecContainerSpecPrivilegesCredentialSpec {
+                        config: credential_config.clone(),
                         file: spec.file.clone(),
                         registry: spec.registry.clone(),
-                        ..TaskSpecContainerSpecPrivilegesCredentialSpec::default()
-                    }
-                })
+                    })
             }),
             ..TaskSpecContainerSpecPrivileges::default()
         }),
@@ -154,7 +159,7 @@ fn convert_container(
         dns_config,
         secrets: non_empty(convert_secret_refs(stack, compose, &service.secrets)?),
         oom_score_adj: service.oom_score_adj.and_then(non_zero),
-        configs: non_empty(convert_config_refs(stack, compose, &service.configs)?),
+        configs: non_empty(configs),
         isolation: non_empty_str(service.isolation.as_ref())
             .map(|i| i.parse())
             .transpose()?,

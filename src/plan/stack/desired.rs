@@ -11,6 +11,7 @@ use bollard::models::{
 };
 
 use super::compare::{add_labels, json_hash, network_ids, versioned_name};
+use super::ignore::keep_live_fields;
 use crate::api::SecretValue;
 use crate::docker::labels::SPEC_HASH;
 use crate::plan::convert::{self, NetworkObject, ServiceObject, StackObjects};
@@ -110,6 +111,8 @@ pub struct Desired {
     pub configs: Vec<Blob>,
     /// The labels every object of the stack carries: managed, owner, scope.
     pub owner_labels: BTreeMap<String, String>,
+    /// `spec.ignoreDifferences`: compose paths of fields whose live values are kept.
+    pub ignore_differences: Vec<String>,
 }
 
 impl Desired {
@@ -145,6 +148,19 @@ impl Desired {
             .get_or_insert_with(HashMap::new)
             .insert(SPEC_HASH.to_string(), hash);
         spec
+    }
+
+    /// The spec an existing service should have: [`Desired::service_spec`] with the live
+    /// values of the fields `spec.ignoreDifferences` names (its hash label still that of
+    /// the record, so a scaled service is not "changed" by its hash).
+    #[must_use]
+    pub fn service_spec_over(&self, obj: &ServiceObject, ids: &Ids, live: &Service) -> ServiceSpec {
+        keep_live_fields(
+            self.service_spec(obj, ids),
+            live,
+            &obj.key,
+            &self.ignore_differences,
+        )
     }
 }
 

@@ -16,9 +16,11 @@
 //! # Layout
 //! - `desired.rs`: [`Desired`], [`Live`], [`Ids`], [`Blob`]: the inputs.
 //! - `compare.rs`: comparing a service with the live one, compose paths, names.
+//! - `ignore.rs`: `spec.ignoreDifferences`, fields whose live values are kept.
 
 mod compare;
 mod desired;
+mod ignore;
 
 use std::collections::HashSet;
 
@@ -29,6 +31,7 @@ pub use compare::{
     network_ids, versioned_name,
 };
 pub use desired::{Blob, Desired, Drivers, Ids, Live, config_name, secret_name, service_name};
+pub use ignore::{ignores, keep_live_fields};
 
 use super::diff::FieldDiff;
 use super::drift::{ObjectDrift, ObjectState};
@@ -197,13 +200,14 @@ pub fn plan(
             steps.push(step(Object::Service, &svc.name, Change::Create));
             continue;
         };
-        let fields: Vec<FieldDiff> = compare_service(&desired.service_spec(svc, ids), current)
-            .into_iter()
-            .map(|f| FieldDiff {
-                path: compose_path(&svc.key, &f.path),
-                ..f
-            })
-            .collect();
+        let fields: Vec<FieldDiff> =
+            compare_service(&desired.service_spec_over(svc, ids, current), current)
+                .into_iter()
+                .map(|f| FieldDiff {
+                    path: compose_path(&svc.key, &f.path),
+                    ..f
+                })
+                .collect();
         if fields.is_empty() {
             continue;
         }

@@ -16,6 +16,9 @@ use common::http::{free_port, http_get, leader_gauge};
 /// Sealed values: isolation between stacks, and key rotation under a running stack.
 #[path = "stack/secrets.rs"]
 mod secrets;
+/// A pass's fast paths, by counts: calls sent together, one listing for many stacks.
+#[path = "stack/speed.rs"]
+mod speed;
 use common::swarm::{
     IMAGE, docker, docker_ok, names_with_label, proxy_to_dockerd, require_swarm_manager,
 };

@@ -80,6 +80,11 @@ fn syncs(prefix: &str, specs: &[SyncSpec], notifier: &Notifier) -> Result<(Syncs
 
 /// How long the leader's lease lives without a keep-alive.
 const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How long a Docker event or a resync waits for more of its kind before its
+/// reconcile starts. Short: a heal is acted on within tens of milliseconds,
+/// and the Docker events a pass's own writes cause arrive while it runs, so
+/// they become one follow-up pass whatever the debounce.
+const DEBOUNCE: Duration = Duration::from_millis(30);
 /// How long giving leadership up may take before the lease is left to expire.
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -207,12 +212,17 @@ async fn lead(
         .collect();
     let config = runtime::Config {
         concurrency: opts.concurrency,
+        debounce: DEBOUNCE,
         ..metrics.runtime_config()
     };
     Controller::new(controllers.clone(), config)
-        .trigger(triggers::etcd(controllers.ctx.store.clone()))
+        // apply writes its records in one transaction, which the watch hands over whole.
+        .trigger_debounced(
+            triggers::etcd(controllers.ctx.store.clone()),
+            Duration::ZERO,
+        )
         .trigger(triggers::docker(controllers.clone()))
-        .trigger(triggers::resync(controllers.clone(), opts.resync))
+        .stamped_trigger(triggers::resync(controllers.clone(), opts.resync))
         .run(leading.clone())
         .await;
     // A sync may be in an apply: its writes are fenced, so stopping it anywhere is safe.
@@ -296,6 +306,9 @@ async fn once(
 
 /// One pass over every record, with a line per record.
 async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Result<u8, Failure> {
+    // Every reconcile of the pass is asked for now: the listing `all_keys`
+    // makes next is fresh enough for each of them, so the swarm is listed once.
+    let asked = tokio::time::Instant::now();
     let keys = controllers::all_keys(&controllers.ctx)
         .await
         .map_err(Failure::error)?;
@@ -320,10 +333,21 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
         .chain(Kind::ALL.iter().rev().map(|kind| (kind, &orphaned)));
     for (kind, keys) in phases {
         let of_kind = keys.iter().filter(|k| k.kind == *kind).cloned();
-        results.extend(runtime::run_once(of_kind, controllers.clone(), concurrency).await);
+        results.extend(
+            runtime::run_once_since(of_kind, controllers.clone(), concurrency, asked).await,
+        );
     }
     let mut failed = false;
     let reconciled = results.len();
+    let statuses: std::collections::HashMap<(String, String), serde_json::Value> = controllers
+        .ctx
+        .store
+        .list_statuses(None)
+        .await
+        .map_err(Failure::error)?
+        .into_iter()
+        .map(|s| ((s.kind, s.name), s.versioned.value))
+        .collect();
     for (key, result) in results {
         match result {
             Err(err) => {
@@ -331,13 +355,9 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
                 println!("{key}: error: {err}");
             }
             Ok(_) => {
-                let status = controllers
-                    .ctx
-                    .store
-                    .get_status(key.kind.as_str(), &key.name)
-                    .await
-                    .map_err(Failure::error)?
-                    .map(|v| serde_json::from_value::<Status>(v.value));
+                let status = statuses
+                    .get(&(key.kind.as_str().to_string(), key.name.clone()))
+                    .map(|v| serde_json::from_value::<Status>(v.clone()));
                 match status {
                     None => println!("{key}: removed"),
                     // Not "removed": the record is there, its status is what is wrong.
@@ -359,8 +379,9 @@ async fn converge_once(controllers: &Arc<Controllers>, concurrency: usize) -> Re
         }
     }
     println!(
-        "reconciled {reconciled} records with {} writes to dockerd",
-        controllers.ctx.docker.writes()
+        "reconciled {reconciled} records with {} writes to dockerd and {} reads",
+        controllers.ctx.docker.writes(),
+        controllers.ctx.docker.reads()
     );
     Ok(u8::from(failed))
 }

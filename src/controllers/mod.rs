@@ -8,6 +8,7 @@ pub mod backup_job;
 mod backup_run;
 pub mod database_user;
 pub mod drift_cache;
+pub mod listing;
 pub mod network;
 pub mod node;
 pub mod registry;
@@ -32,7 +33,7 @@ use crate::gitops::owner::Origin;
 use crate::notify::Notifier;
 use crate::plan::drift::DriftReport;
 use crate::runtime::{Action, Reconciler};
-use crate::store::{Event, Keyring, Store, StoreError, WriteFence};
+use crate::store::{Event, Keyring, Store, StoreError, WriteFence, fold_events};
 use crate::text::{MESSAGE_LIMIT, truncate};
 pub use drift_cache::DriftCache;
 use status::{Phase, Status};
@@ -127,6 +128,8 @@ pub struct Context {
     last_events: Arc<Mutex<HashMap<RecordKey, (String, Event)>>>,
     /// What each record's last reconcile left different from its desired state.
     pub drift: Arc<DriftCache>,
+    /// The latest listing of the swarm, shared by the reconciles of a pass.
+    pub listings: Arc<listing::Listings>,
     /// Told of every status transition (failing, recovered, drifting); the
     /// BackupJob controller tells it of failed and stale backups.
     pub notifier: Notifier,
@@ -146,6 +149,7 @@ impl Context {
             resync,
             last_events: Arc::default(),
             drift: Arc::default(),
+            listings: Arc::default(),
             notifier: Notifier::disabled(),
             origins: Arc::default(),
             digests: Arc::default(),
@@ -203,29 +207,27 @@ impl Context {
     /// An event that repeats the record's previous one (same type, reason
     /// and message) is folded into it: its count grows, no entry is added.
     pub async fn event(&self, key: &RecordKey, warning: bool, reason: &str, message: String) {
-        // dockerd may quote a whole value back: a log line and an event stay bounded.
-        let message = bounded(message);
-        if warning {
-            tracing::warn!(record = %key, reason, message);
-        } else {
-            tracing::info!(record = %key, reason, message);
+        let event = happened(key, warning, reason, message);
+        self.write_events(key, vec![event]).await;
+    }
+
+    /// Writes the events of a pass, collected while it ran (see
+    /// [`happened`]), in few etcd round trips; folded as [`Context::event`]
+    /// folds them. A failure to record them is logged, never fatal.
+    pub async fn write_events(&self, key: &RecordKey, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
         }
-        let event = if warning {
-            Event::warning(reason, message)
-        } else {
-            Event::normal(reason, message)
-        };
         let previous = self.last_events().get(key).cloned();
+        let entries = fold_events(previous, events);
         let (kind, name) = (key.kind.as_str(), key.name.as_str());
-        let written = self
-            .store
-            .put_or_fold_event(kind, name, previous, event)
-            .await;
-        match written {
-            Ok(last) => {
-                self.last_events().insert(key.clone(), last);
+        match self.store.put_events(kind, name, &entries).await {
+            Ok(()) => {
+                if let Some(last) = entries.into_iter().last() {
+                    self.last_events().insert(key.clone(), last);
+                }
             }
-            Err(err) => tracing::warn!(record = %key, %err, "could not record an event"),
+            Err(err) => tracing::warn!(record = %key, %err, "could not record events"),
         }
     }
 
@@ -252,12 +254,27 @@ impl Context {
     /// When etcd refuses the write.
     pub async fn write_status(&self, key: &RecordKey, status: &Status) -> Result<(), Error> {
         let previous = self.read_status(key).await?;
+        self.write_status_over(key, status, previous.as_ref()).await
+    }
+
+    /// [`Context::write_status`] against `previous`, the status as this
+    /// reconcile already read it (a key is never reconciled twice at once,
+    /// so no other pass wrote it meanwhile): one etcd read fewer per pass.
+    ///
+    /// # Errors
+    /// When etcd refuses the write.
+    pub async fn write_status_over(
+        &self,
+        key: &RecordKey,
+        status: &Status,
+        previous: Option<&Status>,
+    ) -> Result<(), Error> {
         let status = Status {
             message: bounded(status.message.clone()),
             source: self.origin(key),
             ..status.clone()
         };
-        let Some(status) = status.changed_from(previous.as_ref()) else {
+        let Some(status) = status.changed_from(previous) else {
             return Ok(());
         };
         let value = serde_json::to_value(&status).unwrap_or_default();
@@ -265,8 +282,7 @@ impl Context {
             .put_status(key.kind.as_str(), &key.name, &value)
             .await?;
         // Only once written: a deposed leader's refused write tells no one.
-        self.notifier
-            .status_changed(key, previous.as_ref(), &status);
+        self.notifier.status_changed(key, previous, &status);
         Ok(())
     }
 
@@ -289,6 +305,22 @@ impl Context {
         self.drift.set_error(key, Vec::new(), &status.message);
         self.write_status(key, &status).await?;
         Ok(Action::await_change())
+    }
+}
+
+/// An event of `key` that happened now, logged now, to be written with
+/// [`Context::write_events`]: a pass collects them so that no Docker write
+/// waits on an etcd write.
+#[must_use]
+pub fn happened(key: &RecordKey, warning: bool, reason: &str, message: String) -> Event {
+    // dockerd may quote a whole value back: a log line and an event stay bounded.
+    let message = bounded(message);
+    if warning {
+        tracing::warn!(record = %key, reason, message);
+        Event::warning(reason, message)
+    } else {
+        tracing::info!(record = %key, reason, message);
+        Event::normal(reason, message)
     }
 }
 

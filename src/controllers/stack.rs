@@ -179,9 +179,10 @@ async fn externals(ctx: &Context, desired: &Desired, ids: &mut Ids) -> Result<Ve
     Ok(missing)
 }
 
-/// The live objects `owner` has in the swarm.
+/// The live objects `owner` has in the swarm: from the pass's shared listing
+/// when it is fresh enough for this reconcile, else listed now.
 async fn observe(ctx: &Context, owner: &Owner) -> Result<Live, Error> {
-    Ok(ctx.docker.list_owned(Some(owner)).await?)
+    Ok(ctx.listings.observe(&ctx.docker, owner).await?)
 }
 
 /// What a pass found, and the plan that converges it.
@@ -251,7 +252,9 @@ pub async fn reconcile(
     let Some(stored) = stored else {
         // The record is gone: everything it owned is an orphan.
         let mut o = plan_for(ctx, Desired::nothing(), &live, |_| false).await?;
-        let lingering = execute(ctx, key, &o.plan, &o.desired, &live, &mut o.ids).await?;
+        let lingering = execute(ctx, key, &o.plan, &o.desired, &live, &mut o.ids)
+            .await?
+            .lingering;
         if !lingering {
             let values = crate::api::load::stack_secret_prefix(&key.name);
             ctx.store.delete_secrets_with_prefix(&values).await?;
@@ -260,7 +263,8 @@ pub async fn reconcile(
     };
     let generation = stored.mod_revision;
     let self_heal = self_heals(&stored.value);
-    let applied = applied(ctx, key, generation).await?;
+    let previous = ctx.read_status(key).await?;
+    let applied = applied(previous.as_ref(), generation);
     // Once this generation was applied, an update swarm rolled back is not sent
     // again: it would only fail the same way. It stays Degraded until the record changes.
     let held =
@@ -283,12 +287,21 @@ pub async fn reconcile(
         }
         (status, drift)
     } else {
-        let lingering = execute(ctx, key, &o.plan, &o.desired, &live, &mut o.ids).await?;
-        let after = observe(ctx, &owner).await?;
+        let executed = execute(ctx, key, &o.plan, &o.desired, &live, &mut o.ids).await?;
+        // Only what this pass wrote needs reading back; a pass that wrote
+        // nothing reports on what it observed.
+        let listed;
+        let after = if executed.wrote {
+            listed = ctx.docker.list_owned(Some(&owner)).await?;
+            &listed
+        } else {
+            &live
+        };
+        let lingering = executed.lingering;
         // What was healed is in the events; the status keeps what is left, so a
         // pass after the converging one finds the same status and writes nothing.
-        let remaining = plan::stack::plan(&o.desired, &after, &o.ids, Vec::new(), held).drift();
-        let mut status = status_of(ctx, &o.desired, &after, generation, remaining.clone()).await?;
+        let remaining = plan::stack::plan(&o.desired, after, &o.ids, Vec::new(), held).drift();
+        let mut status = status_of(ctx, &o.desired, after, generation, remaining.clone()).await?;
         if lingering && status.phase == Phase::Ready {
             // Not converged while objects the file dropped are still there.
             status.phase = Phase::Progressing;
@@ -303,7 +316,8 @@ pub async fn reconcile(
         Phase::Degraded if report_only => ctx.resync,
         _ => std::time::Duration::from_secs(2),
     };
-    ctx.write_status(key, &status).await?;
+    ctx.write_status_over(key, &status, previous.as_ref())
+        .await?;
     Ok(Action::requeue(again))
 }
 
@@ -334,16 +348,11 @@ async fn wait(
 ///
 /// With self-heal off a record is still deployed, once per change to it: only
 /// what happens to the swarm afterwards is reported rather than corrected.
-async fn applied(ctx: &Context, key: &RecordKey, generation: i64) -> Result<bool, Error> {
-    let Some(stored) = ctx.store.get_status(key.kind.as_str(), &key.name).await? else {
-        return Ok(false);
-    };
-    Ok(
-        serde_json::from_value::<Status>(stored.value).is_ok_and(|s| {
-            s.observed_revision == generation
-                && matches!(s.phase, Phase::Progressing | Phase::Ready | Phase::Degraded)
-        }),
-    )
+fn applied(previous: Option<&Status>, generation: i64) -> bool {
+    previous.is_some_and(|s| {
+        s.observed_revision == generation
+            && matches!(s.phase, Phase::Progressing | Phase::Ready | Phase::Degraded)
+    })
 }
 
 fn owned(live: &Live) -> Vec<Owned> {
@@ -493,7 +502,7 @@ pub async fn preview(
 ) -> Result<Result<Preview, String>, Error> {
     let live = observe(ctx, &Owner::new("Stack", &key.name)).await?;
     let applied = match generation {
-        Some(generation) => applied(ctx, key, generation).await?,
+        Some(generation) => applied(ctx.read_status(key).await?.as_ref(), generation),
         None => false,
     };
     let report_only = applied && !self_heals(&value);

@@ -17,18 +17,25 @@ use futures::{Stream, StreamExt, stream};
 
 use super::{Context, Controllers, Error, RecordKey};
 use crate::api::Kind;
-use crate::docker::{Docker, DockerError, DockerEvent, EventType};
+use tokio::time::Instant;
+
+use crate::docker::{Docker, DockerError, DockerEvent, EventType, OwnedObjects};
 use crate::runtime::{self, ResetTimerBackoff, Session};
 use crate::store::{Store, StoreError, WatchEvent};
 
-/// Every record, every `interval`, retried with backoff when a listing fails.
+/// Every record, every `interval`, retried with backoff when a listing fails;
+/// each asked for as of the listing, so its reconcile may use that listing.
 pub fn resync(
     controllers: Arc<Controllers>,
     interval: Duration,
-) -> impl Stream<Item = RecordKey> + Send + 'static {
+) -> impl Stream<Item = (RecordKey, Instant)> + Send + 'static {
     runtime::resync(interval, move || {
         let c = controllers.clone();
-        async move { all_keys(&c.ctx).await }
+        async move {
+            let asked = Instant::now();
+            let keys = all_keys(&c.ctx).await?;
+            Ok::<_, Error>(keys.into_iter().map(|key| (key, asked)).collect())
+        }
     })
 }
 
@@ -188,20 +195,18 @@ pub fn docker(controllers: Arc<Controllers>) -> impl Stream<Item = RecordKey> + 
 
 /// Records that own objects in the swarm, whether or not they still exist in etcd:
 /// deletion must not depend on having seen the delete event.
-///
-/// # Errors
-/// When dockerd does not answer.
-pub async fn owners_in_swarm(docker: &Docker) -> Result<BTreeSet<RecordKey>, Error> {
-    Ok(docker
-        .list_owned(None)
-        .await?
-        .labelled()
-        .filter_map(|(_, labels)| docker.owner_of(labels.as_ref()))
+fn owners_in(docker: &Docker, objects: &OwnedObjects) -> BTreeSet<RecordKey> {
+    objects
+        .labels()
+        .filter_map(|labels| docker.owner_of(labels))
         .filter_map(|o| Some(RecordKey::new(o.kind.parse().ok()?, o.name)))
-        .collect())
+        .collect()
 }
 
 /// Every record to look at: those in etcd and those that own swarm objects.
+///
+/// The listing of the swarm it makes is kept in [`Context::listings`], for
+/// the reconciles asked for no later than this call began.
 ///
 /// # Errors
 /// When etcd or dockerd does not answer.
@@ -213,6 +218,12 @@ pub async fn all_keys(ctx: &Context) -> Result<Vec<RecordKey>, Error> {
         .collect();
     // Only this instance's objects: another prefix on the same swarm is another instance.
     let scoped = ctx.docker.clone().scoped(ctx.store.prefix());
-    keys.extend(owners_in_swarm(&scoped).await?);
+    let taken = Instant::now();
+    let objects = scoped.list_owned(None).await?;
+    keys.extend(owners_in(&scoped, &objects));
+    // Shared only when it is the view the reconcilers' own listings would give.
+    if ctx.docker.scope() == scoped.scope() {
+        ctx.listings.keep(taken, objects);
+    }
     Ok(keys.into_iter().collect())
 }

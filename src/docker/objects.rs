@@ -43,6 +43,55 @@ pub struct OwnedObjects {
 pub type Labels = Option<HashMap<String, String>>;
 
 impl OwnedObjects {
+    /// The labels of every object, whatever its type.
+    pub fn labels(&self) -> impl Iterator<Item = Option<&HashMap<String, String>>> {
+        let services = self
+            .services
+            .iter()
+            .map(|s| s.spec.as_ref()?.labels.as_ref());
+        let networks = self.networks.iter().map(|n| n.labels.as_ref());
+        let secrets = self
+            .secrets
+            .iter()
+            .map(|s| s.spec.as_ref()?.labels.as_ref());
+        let configs = self
+            .configs
+            .iter()
+            .map(|c| c.spec.as_ref()?.labels.as_ref());
+        services.chain(networks).chain(secrets).chain(configs)
+    }
+
+    /// The objects whose labels `keep` accepts.
+    #[must_use]
+    pub fn filtered(&self, keep: impl Fn(Option<&HashMap<String, String>>) -> bool) -> Self {
+        Self {
+            services: self
+                .services
+                .iter()
+                .filter(|s| keep(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
+                .cloned()
+                .collect(),
+            networks: self
+                .networks
+                .iter()
+                .filter(|n| keep(n.labels.as_ref()))
+                .cloned()
+                .collect(),
+            secrets: self
+                .secrets
+                .iter()
+                .filter(|s| keep(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
+                .cloned()
+                .collect(),
+            configs: self
+                .configs
+                .iter()
+                .filter(|c| keep(c.spec.as_ref().and_then(|s| s.labels.as_ref())))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Each object's ID and labels, whatever its type.
     pub fn labelled(self) -> impl Iterator<Item = (Option<String>, Labels)> {
         let services = self
@@ -68,11 +117,18 @@ impl Docker {
     /// # Errors
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn list_owned(&self, owner: Option<&Owner>) -> Result<OwnedObjects, DockerError> {
+        // Four independent reads: sent together, the pass waits for the slowest, not the sum.
+        let (services, networks, secrets, configs) = tokio::try_join!(
+            self.list_services(owner),
+            self.list_networks(owner),
+            self.list_secrets(owner),
+            self.list_configs(owner),
+        )?;
         Ok(OwnedObjects {
-            services: self.list_services(owner).await?,
-            networks: self.list_networks(owner).await?,
-            secrets: self.list_secrets(owner).await?,
-            configs: self.list_configs(owner).await?,
+            services,
+            networks,
+            secrets,
+            configs,
         })
     }
 

@@ -73,7 +73,15 @@ pub fn compare(want: &NetworkCreateRequest, live: &Network) -> Vec<FieldDiff> {
         (encrypted, options)
     };
     let (want_encrypted, want_options) = split(want.options.as_ref());
-    let (live_encrypted, live_options) = split(live.options.as_ref());
+    // Swarm lists a network's driver and options from its driver state, which its
+    // allocator fills in: a network listed before that (right after its create, on
+    // a busy manager) has neither, and that is not drift.
+    let allocated = live.driver.as_deref().is_some_and(|d| !d.is_empty());
+    let (live_driver, (live_encrypted, live_options)) = if allocated {
+        (live.driver.clone(), split(live.options.as_ref()))
+    } else {
+        (want.driver.clone(), (want_encrypted, want_options.clone()))
+    };
     // The daemon picks a subnet when none is asked for: only one asked for is compared.
     let want_subnet = subnet(want.ipam.as_ref());
     let live_subnet = want_subnet.as_ref().and(subnet(live.ipam.as_ref()));
@@ -87,7 +95,7 @@ pub fn compare(want: &NetworkCreateRequest, live: &Network) -> Vec<FieldDiff> {
         "Subnet": want_subnet,
     });
     let have = serde_json::json!({
-        "Driver": live.driver,
+        "Driver": live_driver,
         "Attachable": live.attachable,
         "Internal": live.internal,
         "Encrypted": live_encrypted,
@@ -197,5 +205,18 @@ mod tests {
             .map(|f| f.path)
             .collect();
         assert_eq!(paths, ["Subnet"]);
+    }
+
+    #[test]
+    fn a_network_not_yet_allocated_has_no_drift_but_its_labels_still_count() {
+        let req = request("fresh", &spec(true), HashMap::new());
+        let mut live = live_from(&req);
+        live.driver = Some(String::new());
+        live.options = None;
+        assert_eq!(compare(&req, &live), vec![]);
+        live.labels = None;
+        let paths: Vec<String> = compare(&req, &live).into_iter().map(|f| f.path).collect();
+        assert!(paths.iter().all(|p| p.starts_with("Labels")), "{paths:?}");
+        assert!(!paths.is_empty());
     }
 }

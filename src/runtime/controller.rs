@@ -1,6 +1,6 @@
 //! Runs a reconciler over a work queue fed by trigger streams, until shutdown.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +63,8 @@ impl Default for Config {
 pub struct Controller<K, R> {
     reconciler: Arc<R>,
     config: Config,
-    triggers: Vec<BoxStream<'static, K>>,
+    /// Keys with the instant each was asked for, and the stream's own debounce.
+    triggers: Vec<BoxStream<'static, (K, Instant, Option<Duration>)>>,
 }
 
 impl<K: Key, R: Reconciler<K>> Controller<K, R> {
@@ -77,10 +78,36 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
         }
     }
 
-    /// Adds a stream of keys to reconcile. A stream that ends is dropped; the
-    /// others, and the requeues, go on.
+    /// Adds a stream of keys to reconcile, each asked for when it arrives. A
+    /// stream that ends is dropped; the others, and the requeues, go on.
     #[must_use]
-    pub fn trigger(mut self, keys: impl Stream<Item = K> + Send + 'static) -> Self {
+    pub fn trigger(self, keys: impl Stream<Item = K> + Send + 'static) -> Self {
+        self.stamped_trigger(keys.map(|key| (key, Instant::now())))
+    }
+
+    /// [`Controller::trigger`], with its own debounce instead of
+    /// [`Config::debounce`]: a source whose changes arrive whole (an etcd
+    /// watch answers one transaction at once) needs none.
+    #[must_use]
+    pub fn trigger_debounced(
+        mut self,
+        keys: impl Stream<Item = K> + Send + 'static,
+        debounce: Duration,
+    ) -> Self {
+        let keys = keys.map(move |key| (key, Instant::now(), Some(debounce)));
+        self.triggers.push(keys.boxed());
+        self
+    }
+
+    /// Adds a stream of keys, each with the instant it was asked for (see
+    /// [`triggered_at`]): a resync names its keys as of the listing that found
+    /// them, so a view taken by that listing is fresh enough for them.
+    #[must_use]
+    pub fn stamped_trigger(
+        mut self,
+        keys: impl Stream<Item = (K, Instant)> + Send + 'static,
+    ) -> Self {
+        let keys = keys.map(|(key, asked)| (key, asked, None));
         self.triggers.push(keys.boxed());
         self
     }
@@ -114,7 +141,10 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
                 Some(joined) = runner.tasks.join_next() => runner.finish(joined),
                 () = runner.queue.wait_due(), if phase == Phase::Running => {}
                 trigger = triggers.next(), if triggers_open && phase == Phase::Running => match trigger {
-                    Some(key) => runner.schedule(key, runner.config.debounce),
+                    Some((key, asked, debounce)) => {
+                        let debounce = debounce.unwrap_or(runner.config.debounce);
+                        runner.schedule(key, debounce, asked);
+                    }
                     None => {
                         tracing::warn!("every trigger stream has ended; only requeues remain");
                         triggers_open = false;
@@ -127,11 +157,23 @@ impl<K: Key, R: Reconciler<K>> Controller<K, R> {
 }
 
 /// Reconciles each of `keys` once (duplicates once), at most `concurrency`
-/// at a time, and returns each key with its result in the order given.
+/// at a time, and returns each key with its result in the order given; each
+/// is asked for now.
 pub async fn run_once<K: Key, R: Reconciler<K>>(
     keys: impl IntoIterator<Item = K>,
     reconciler: Arc<R>,
     concurrency: usize,
+) -> Vec<(K, Result<Action, R::Error>)> {
+    run_once_since(keys, reconciler, concurrency, Instant::now()).await
+}
+
+/// [`run_once`], with every key asked for at `asked` ([`triggered_at`]): a
+/// pass that listed the world at `asked` may use that listing.
+pub async fn run_once_since<K: Key, R: Reconciler<K>>(
+    keys: impl IntoIterator<Item = K>,
+    reconciler: Arc<R>,
+    concurrency: usize,
+    asked: Instant,
 ) -> Vec<(K, Result<Action, R::Error>)> {
     let mut seen = HashSet::new();
     let keys: Vec<K> = keys
@@ -140,7 +182,7 @@ pub async fn run_once<K: Key, R: Reconciler<K>>(
         .collect();
     stream::iter(keys)
         .map(|key| {
-            let reconcile = reconcile_in_span(&reconciler, key.clone());
+            let reconcile = reconcile_in_span(&reconciler, key.clone(), asked);
             async move { (key, reconcile.await) }
         })
         .buffered(concurrency.max(1))
@@ -148,13 +190,30 @@ pub async fn run_once<K: Key, R: Reconciler<K>>(
         .await
 }
 
-/// One reconcile of `key` in its own span, its outcome logged inside it.
+tokio::task_local! {
+    /// The instant the running reconcile was last asked for.
+    static ASKED: Instant;
+}
+
+/// The latest instant at which the running reconcile was asked for: by a
+/// trigger (when it arrived, or as of the listing that named the key), or by
+/// a requeue or retry (its deadline). What the reconcile observes must be at
+/// least this fresh; a view taken before it may miss what the trigger is
+/// about. `None` outside a reconcile run by this runtime.
+#[must_use]
+pub fn triggered_at() -> Option<Instant> {
+    ASKED.try_with(|asked| *asked).ok()
+}
+
+/// One reconcile of `key` in its own span, its outcome logged inside it,
+/// with [`triggered_at`] saying `asked`.
 fn reconcile_in_span<K: Key, R: Reconciler<K>>(
     reconciler: &Arc<R>,
     key: K,
+    asked: Instant,
 ) -> impl Future<Output = Result<Action, R::Error>> + Send + 'static {
     let span = tracing::info_span!("reconcile", key = %key);
-    let reconcile = Arc::clone(reconciler).reconcile(key);
+    let reconcile = ASKED.scope(asked, Arc::clone(reconciler).reconcile(key));
     async move {
         let started = Instant::now();
         let result = reconcile.await;
@@ -178,6 +237,8 @@ struct Runner<K: Key, R: Reconciler<K>> {
     queue: Queue<K>,
     backoffs: Backoffs<K>,
     running: HashSet<K>,
+    /// When each scheduled key was last asked for; taken when it starts.
+    asked: HashMap<K, Instant>,
     tasks: JoinSet<Finished<K, R::Error>>,
 }
 
@@ -189,6 +250,7 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
             config,
             queue: Queue::new(),
             running: HashSet::new(),
+            asked: HashMap::new(),
             tasks: JoinSet::new(),
         }
     }
@@ -200,7 +262,8 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
                 break;
             };
             self.running.insert(key.clone());
-            let reconcile = reconcile_in_span(&self.reconciler, key.clone());
+            let asked = self.asked.remove(&key).unwrap_or_else(Instant::now);
+            let reconcile = reconcile_in_span(&self.reconciler, key.clone(), asked);
             // A panicking reconcile must not lose its key: it is retried
             // with backoff like an error.
             self.tasks.spawn(async move {
@@ -221,7 +284,7 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
             Some(Ok(action)) => {
                 self.backoffs.reset(&key);
                 if let Some(delay) = action.requeue_after() {
-                    self.schedule(key, delay);
+                    self.schedule(key, delay, Instant::now() + delay);
                 }
             }
             Some(Err(error)) => {
@@ -240,11 +303,16 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
         }
     }
 
-    /// Schedules `key` after `delay`, counting the add.
-    fn schedule(&mut self, key: K, delay: Duration) {
+    /// Schedules `key` after `delay`, asked for at `asked`, counting the add.
+    ///
+    /// A key asked for several times before it starts keeps the latest ask:
+    /// its one reconcile must see what the last trigger is about.
+    fn schedule(&mut self, key: K, delay: Duration, asked: Instant) {
         if let Some(adds) = &self.config.queue_adds {
             adds.inc();
         }
+        let latest = self.asked.entry(key.clone()).or_insert(asked);
+        *latest = (*latest).max(asked);
         self.queue.schedule(key, delay);
     }
 
@@ -253,7 +321,7 @@ impl<K: Key, R: Reconciler<K>> Runner<K, R> {
         if let Some(retries) = &self.config.queue_retries {
             retries.inc();
         }
-        self.schedule(key, delay);
+        self.schedule(key, delay, Instant::now() + delay);
     }
 
     /// Cancels every running reconcile and waits until they are gone.

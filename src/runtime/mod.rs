@@ -15,6 +15,7 @@
 //!   whatever delay it is asked for.
 //!
 //! [`run_once`] reconciles a list of keys once each, for `run --once`.
+//! [`triggered_at`] tells a running reconcile how fresh its view must be.
 //!
 //! # Layout
 //! - `action.rs`: [`Action`], what a successful reconcile asks for next.
@@ -45,7 +46,7 @@ use std::time::Duration;
 
 pub use action::Action;
 pub use backoff::{Backoff, ResetTimerBackoff};
-pub use controller::{Config, Controller, run_once};
+pub use controller::{Config, Controller, run_once, run_once_since, triggered_at};
 pub use fence::{Deposed, Fence};
 pub use queue::{MAX_DELAY, clamp_delay};
 pub use reconnect::{Session, reconnecting};

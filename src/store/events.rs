@@ -9,15 +9,20 @@
 
 use std::time::Duration;
 
-use etcd_client::{EventType as WatchEventType, PutOptions};
+use etcd_client::{EventType as WatchEventType, PutOptions, TxnOp};
 use futures::stream::{BoxStream, StreamExt};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::txn::Write;
 use super::watch::{RawBatch, ResumableWatch};
 use super::{Store, StoreError};
+
+/// Events written in one transaction: etcd refuses more than 128 operations
+/// in one (`--max-txn-ops`), and the fence adds its own.
+pub const EVENTS_PER_TXN: usize = 100;
 
 /// The share of `event_ttl` during which one lease is reused.
 const LEASE_ROTATIONS_PER_TTL: u32 = 24;
@@ -106,6 +111,32 @@ impl Event {
 #[derive(Default)]
 pub(crate) struct LeaseCache(Mutex<Option<(i64, Instant)>>);
 
+/// Folds `events`, in the order they happened, onto a record's `last`
+/// entry: each repeat of the entry before it (same type, reason and message)
+/// becomes that entry seen again, anything else a new entry with a new id.
+/// Returns the entries to write, the record's new last entry last.
+#[must_use]
+pub fn fold_events(last: Option<(String, Event)>, events: Vec<Event>) -> Vec<(String, Event)> {
+    let mut out: Vec<(String, Event)> = Vec::with_capacity(events.len());
+    let mut previous = last;
+    for event in events {
+        let entry = fold_one(previous.take(), event);
+        // Written again: drop it from the batch, so it goes once, folded.
+        out.retain(|(written, _)| *written != entry.0);
+        previous = Some(entry.clone());
+        out.push(entry);
+    }
+    out
+}
+
+/// `event` folded into `last` when it repeats it, else a new entry with a new id.
+fn fold_one(last: Option<(String, Event)>, event: Event) -> (String, Event) {
+    match last {
+        Some((id, last)) if last.repeats(&event) => (id, last.seen_again(event.time)),
+        _ => (event_id(event.time), event),
+    }
+}
+
 /// Sorts by time; the random suffix keeps two events of one nanosecond apart.
 fn event_id(time: Timestamp) -> String {
     let nanos = time.as_nanosecond().max(0);
@@ -144,17 +175,9 @@ impl Store {
         last: Option<(String, Event)>,
         event: Event,
     ) -> Result<(String, Event), StoreError> {
-        match last {
-            Some((id, last)) if last.repeats(&event) => {
-                let folded = last.seen_again(event.time);
-                self.update_event(kind, name, &id, &folded).await?;
-                Ok((id, folded))
-            }
-            _ => {
-                let id = self.put_event(kind, name, &event).await?;
-                Ok((id, event))
-            }
-        }
+        let (id, event) = fold_one(last, event);
+        self.update_event(kind, name, &id, &event).await?;
+        Ok((id, event))
     }
 
     /// Writes the event `id` of a record again (a repeat folded into it), on a
@@ -170,29 +193,60 @@ impl Store {
         id: &str,
         event: &Event,
     ) -> Result<(), StoreError> {
-        let key = self.keys().event(kind, name, id)?;
-        let value = serde_json::to_vec(event).map_err(|source| StoreError::Encode {
-            key: key.clone(),
-            source,
-        })?;
-        let lease = self.event_lease(false).await?;
-        let put = |lease| {
-            self.put_raw(
-                &key,
-                value.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )
-        };
-        match put(lease).await {
-            // The lease can vanish under us (revoked by hand, or expired while
-            // this process was paused): take a fresh one and try once more.
-            Err(StoreError::Put { source, .. })
-                if source.to_string().contains("lease not found") =>
-            {
-                put(self.event_lease(true).await?).await
-            }
-            outcome => outcome,
+        self.put_events(kind, name, &[(id.to_owned(), event.clone())])
+            .await
+    }
+
+    /// Writes the entries of a record's log (`(id, event)`, new or folded
+    /// again), [`EVENTS_PER_TXN`] to a transaction, on a current lease: a
+    /// pass that created 200 services writes its 200 events in a few round
+    /// trips, not 200.
+    ///
+    /// # Errors
+    /// [`StoreError::Lease`] when no lease can be granted, [`StoreError::Put`]
+    /// when etcd fails; the batches before the failing one are written.
+    pub async fn put_events(
+        &self,
+        kind: &str,
+        name: &str,
+        entries: &[(String, Event)],
+    ) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(entries.len());
+        for (id, event) in entries {
+            let key = self.keys().event(kind, name, id)?;
+            let value = serde_json::to_vec(event).map_err(|source| StoreError::Encode {
+                key: key.clone(),
+                source,
+            })?;
+            encoded.push((key, value));
         }
+        for batch in encoded.chunks(EVENTS_PER_TXN) {
+            let lease = self.event_lease(false).await?;
+            let put = |lease| {
+                let ops = batch
+                    .iter()
+                    .map(|(key, value)| {
+                        let options = PutOptions::new().with_lease(lease);
+                        TxnOp::put(key.as_str(), value.clone(), Some(options))
+                    })
+                    .collect();
+                let first = batch.first().map(|(key, _)| key.as_str()).unwrap_or("");
+                self.commit(Write::Put, first, Vec::new(), ops, Vec::new())
+            };
+            match put(lease).await {
+                // The lease can vanish under us (revoked by hand, or expired while
+                // this process was paused): take a fresh one and try once more.
+                Err(StoreError::Put { source, .. })
+                    if source.to_string().contains("lease not found") =>
+                {
+                    put(self.event_lease(true).await?).await?;
+                }
+                outcome => {
+                    outcome?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn event_lease(&self, renew: bool) -> Result<i64, StoreError> {
@@ -350,5 +404,35 @@ mod tests {
         let json = serde_json::to_value(&folded).unwrap();
         assert_eq!(json["count"], 3);
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), folded);
+    }
+
+    #[test]
+    fn a_batch_folds_repeats_onto_the_last_entry_and_each_other() {
+        let last = (
+            "1".to_owned(),
+            Event::normal("Created", "created service a"),
+        );
+        let batch = vec![
+            Event::normal("Created", "created service a"),
+            Event::normal("Created", "created service b"),
+            Event::warning("Failed", "boom"),
+            Event::warning("Failed", "boom"),
+        ];
+        let out = fold_events(Some(last), batch);
+        let summary: Vec<_> = out
+            .iter()
+            .map(|(id, e)| (id == "1", e.message.as_str(), e.count))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (true, "created service a", 2),
+                (false, "created service b", 1),
+                (false, "boom", 2),
+            ]
+        );
+        let ids: std::collections::HashSet<_> = out.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids.len(), 3, "each entry written once");
+        assert!(fold_events(None, Vec::new()).is_empty());
     }
 }

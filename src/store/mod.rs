@@ -38,7 +38,7 @@ use etcd_client::{
 
 pub use crypto::{CryptoError, KeyId, SecretKey};
 pub use error::StoreError;
-pub use events::Event;
+pub use events::{Event, fold_events};
 pub use keyring::{DigestKey, Keyring};
 pub use leader::{Leadership, WriteFence};
 pub use records::{Expect, PutOutcome, RecordPut, StoredRecord, Versioned};

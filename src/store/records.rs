@@ -368,6 +368,15 @@ impl Store {
             .await
     }
 
+    /// Every status (of one kind, or all), in one listing: what a pass over
+    /// many records left, without a read per record.
+    ///
+    /// # Errors
+    /// [`StoreError::List`] when etcd fails. A stored value that is not JSON reads as `null`.
+    pub async fn list_statuses(&self, kind: Option<&str>) -> Result<Vec<StoredRecord>, StoreError> {
+        Ok(self.list_section(Section::Status, kind).await?.0)
+    }
+
     /// Removes a record's status; true when there was one.
     ///
     /// # Errors

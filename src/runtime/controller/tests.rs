@@ -37,6 +37,8 @@ struct Probe {
 #[derive(Default)]
 struct ProbeState {
     started: Vec<(&'static str, Instant)>,
+    /// What [`triggered_at`] said to each reconcile, in start order.
+    asked: Vec<(&'static str, Option<Instant>)>,
     finished: usize,
     in_flight: HashMap<&'static str, usize>,
     max_per_key: usize,
@@ -79,6 +81,7 @@ impl Probe {
     fn enter(&self, key: &'static str) -> InFlight<'_> {
         let mut state = self.state.lock().unwrap();
         state.started.push((key, Instant::now()));
+        state.asked.push((key, triggered_at()));
         let count = state.in_flight.entry(key).or_default();
         *count += 1;
         let count = *count;
@@ -95,6 +98,19 @@ impl Probe {
             .iter()
             .filter(|(started, _)| *started == key)
             .map(|(_, at)| *at - origin)
+            .collect()
+    }
+}
+
+impl Probe {
+    /// When each reconcile of `key` was last asked for, relative to `origin`.
+    fn asked_of(&self, key: &str, origin: Instant) -> Vec<Option<Duration>> {
+        let state = self.state.lock().unwrap();
+        state
+            .asked
+            .iter()
+            .filter(|(asked, _)| *asked == key)
+            .map(|(_, at)| at.map(|at| at - origin))
             .collect()
     }
 }
@@ -358,4 +374,64 @@ async fn run_once_reports_each_key_once_in_order_with_its_error() {
     );
     assert_eq!(origin.elapsed(), 2 * SEC, "two at a time");
     assert_eq!(probe.state.lock().unwrap().max_total, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_is_told_its_latest_trigger_or_requeue_deadline() {
+    let probe = Probe::with_steps(&[("b", &[Step::Ok(Action::requeue(3 * SEC))])]).working(SEC);
+    let running = start(probe, Config::default());
+    let origin = running.origin;
+    running.send("a");
+    running.send("b");
+    run_for(500 * MS).await;
+    // Two triggers while the first run is in flight: the next run must see the later one.
+    running.send("a");
+    run_for(10 * MS).await;
+    running.send("a");
+    run_for(10 * SEC).await;
+    let probe = running.stop().await;
+    assert_eq!(
+        probe.asked_of("a", origin),
+        [Some(Duration::ZERO), Some(510 * MS)]
+    );
+    // b's first run ended at 1.2 s and asked to be looked at 3 s later.
+    assert_eq!(
+        probe.asked_of("b", origin),
+        [Some(Duration::ZERO), Some(4200 * MS)]
+    );
+    assert_eq!(triggered_at(), None, "outside a reconcile");
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_once_since_asks_every_key_at_the_given_instant() {
+    let probe = Arc::new(Probe::default());
+    let asked = Instant::now() - SEC;
+    run_once_since(["a", "b"], Arc::clone(&probe), 2, asked).await;
+    let state = probe.state.lock().unwrap();
+    assert!(
+        state.asked.iter().all(|(_, at)| *at == Some(asked)),
+        "{:?}",
+        state.asked
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_with_its_own_debounce_is_scheduled_by_it() {
+    let probe = Arc::new(Probe::default());
+    let (whole, whole_rx) = mpsc::unbounded_channel();
+    let (bursty, bursty_rx) = mpsc::unbounded_channel();
+    let shutdown = Shutdown::new();
+    let origin = Instant::now();
+    let controller = Controller::new(Arc::clone(&probe), Config::default())
+        .trigger_debounced(UnboundedReceiverStream::new(whole_rx), Duration::ZERO)
+        .trigger(UnboundedReceiverStream::new(bursty_rx))
+        .run(shutdown.clone());
+    let running = tokio::spawn(controller);
+    whole.send("a").unwrap();
+    bursty.send("b").unwrap();
+    run_for(SEC).await;
+    shutdown.trigger();
+    running.await.unwrap();
+    assert_eq!(probe.starts_of("a", origin), [Duration::ZERO]);
+    assert_eq!(probe.starts_of("b", origin), [200 * MS]);
 }

@@ -1,7 +1,6 @@
 //! `drift`: the records in etcd against the live swarm, field by field.
 
-use crate::controllers::{self, Context};
-use crate::docker::Docker;
+use crate::controllers;
 use crate::report;
 
 use super::{Failure, GlobalOpts, parse_kind};
@@ -26,17 +25,7 @@ pub async fn drift(
     exit_code: bool,
 ) -> Result<u8, Failure> {
     let kind = kind.map(parse_kind).transpose()?;
-    let store = global.store().await?;
-    let keyring = global.keyring(&store, false).await?;
-    let ctx = Context::new(
-        store,
-        Docker::connect()
-            .await
-            .map_err(Failure::error)?
-            .scoped(&global.prefix),
-        keyring,
-        std::time::Duration::from_secs(300),
-    );
+    let ctx = global.context(None).await?;
     let drift = controllers::drift(&ctx, kind, name)
         .await
         .map_err(Failure::error)?;

@@ -17,6 +17,8 @@ pub mod sync;
 use std::path::{Path, PathBuf};
 
 use crate::api::Kind;
+use crate::controllers::Context;
+use crate::docker::Docker;
 use crate::store::{Keyring, SecretKey, Store, StoreConfig};
 
 /// Options every command shares.
@@ -125,6 +127,33 @@ impl GlobalOpts {
     /// that does not open with these keys (exit 1).
     pub async fn keyring(&self, store: &Store, create: bool) -> Result<Option<Keyring>, Failure> {
         with_digest_key(store, self.key_files()?, create).await
+    }
+
+    /// What a one-shot command reads the cluster through: the store, the
+    /// keyring and dockerd scoped to the prefix. `needs_key` names a command
+    /// that cannot work without the secret key (exit 64 when it is not given).
+    ///
+    /// # Errors
+    /// As [`GlobalOpts::keyring`]; the key missing for `needs_key` (exit 64);
+    /// dockerd unreachable (exit 1).
+    pub async fn context(&self, needs_key: Option<&str>) -> Result<Context, Failure> {
+        let store = self.store().await?;
+        let keyring = self.keyring(&store, false).await?;
+        if let (Some(command), None) = (needs_key, &keyring) {
+            return Err(Failure::Invalid(format!(
+                "error: {command} needs the secret key (--secret-key-file)"
+            )));
+        }
+        let docker = Docker::connect()
+            .await
+            .map_err(Failure::error)?
+            .scoped(&self.prefix);
+        Ok(Context::new(
+            store,
+            docker,
+            keyring,
+            std::time::Duration::from_secs(300),
+        ))
     }
 }
 

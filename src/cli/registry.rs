@@ -15,9 +15,8 @@ use serde_json::{Map, Value};
 
 use super::{Failure, GlobalOpts};
 use crate::api::{Kind, Spec};
-use crate::controllers::{self, Context, registry_auth};
+use crate::controllers::{self, registry_auth};
 use crate::distribution::Basic;
-use crate::docker::Docker;
 
 /// The Docker client's config file, as the docker CLI finds it.
 fn config_path() -> Result<PathBuf, Failure> {
@@ -87,20 +86,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// No secret key (exit 64); no such record, no credentials, a password not
 /// made yet, the registry refusing them, or the config file unwritable (exit 1).
 pub async fn login(global: &GlobalOpts, name: &str) -> Result<u8, Failure> {
-    let store = global.store().await?;
-    let keyring = global.keyring(&store, false).await?.ok_or_else(|| {
-        Failure::Invalid("error: registry login needs the secret key (--secret-key-file)".into())
-    })?;
-    let docker = Docker::connect()
-        .await
-        .map_err(Failure::error)?
-        .scoped(&global.prefix);
-    let ctx = Context::new(
-        store,
-        docker,
-        Some(keyring),
-        std::time::Duration::from_secs(300),
-    );
+    let ctx = global.context(Some("registry login")).await?;
     let stored = ctx
         .store
         .get_record(Kind::Registry.as_str(), name)

@@ -3,8 +3,7 @@
 
 use std::io::Write;
 
-use crate::controllers::{self, Context};
-use crate::docker::Docker;
+use crate::controllers;
 
 use super::{Failure, GlobalOpts};
 
@@ -15,20 +14,7 @@ use super::{Failure, GlobalOpts};
 /// No secret key (exit 64), no such secret (exit 1), etcd failing or a value
 /// that does not open (exit 1).
 pub async fn reveal(global: &GlobalOpts, name: &str) -> Result<u8, Failure> {
-    let store = global.store().await?;
-    let keyring = global.keyring(&store, false).await?.ok_or_else(|| {
-        Failure::Invalid("error: secret reveal needs the secret key (--secret-key-file)".into())
-    })?;
-    let docker = Docker::connect()
-        .await
-        .map_err(Failure::error)?
-        .scoped(&global.prefix);
-    let ctx = Context::new(
-        store,
-        docker,
-        Some(keyring),
-        std::time::Duration::from_secs(300),
-    );
+    let ctx = global.context(Some("secret reveal")).await?;
     let value = match controllers::secret::current_value(&ctx, name)
         .await
         .map_err(Failure::error)?

@@ -8,9 +8,7 @@
 
 use bollard::container::LogOutput;
 use bollard::models::TaskState;
-use bollard::query_parameters::{
-    ListContainersOptions, ListTasksOptions, LogsOptions, RemoveContainerOptions,
-};
+use bollard::query_parameters::{ListContainersOptions, LogsOptions, RemoveContainerOptions};
 use futures::StreamExt;
 
 use super::labels::{self, Owner};
@@ -42,19 +40,7 @@ impl Docker {
     /// # Errors
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn job_task(&self, service_id: &str) -> Result<Option<JobTask>, DockerError> {
-        let options = ListTasksOptions {
-            filters: Some([("service".to_owned(), vec![service_id.to_owned()])].into()),
-        };
-        let tasks = self
-            .call(
-                Access::Read("task_list"),
-                self.inner.list_tasks(Some(options)),
-            )
-            .await
-            .map_err(|source| DockerError::List {
-                what: "tasks",
-                source,
-            })?;
+        let tasks = self.service_tasks(service_id).await?;
         // RFC 3339 times order as text.
         let newest = tasks
             .into_iter()

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use bollard::models::{Service, ServiceSpec, ServiceUpdateStatusStateEnum};
+use bollard::models::{Service, ServiceSpec, ServiceUpdateStatusStateEnum, Task};
 use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, UpdateServiceOptions};
 
 use super::labels::{self, Owner};
@@ -118,25 +118,32 @@ impl Docker {
         })
     }
 
+    /// Every task swarm keeps of the service `service_id`.
+    ///
+    /// # Errors
+    /// [`DockerError::List`] when dockerd fails to answer.
+    pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, DockerError> {
+        let options = ListTasksOptions {
+            filters: Some([("service".to_owned(), vec![service_id.to_owned()])].into()),
+        };
+        self.call(
+            Access::Read("task_list"),
+            self.inner.list_tasks(Some(options)),
+        )
+        .await
+        .map_err(|source| DockerError::List {
+            what: "tasks",
+            source,
+        })
+    }
+
     /// The error of the service's most recent failed task, if any: why its
     /// tasks do not run ("No such image", "invalid mount config").
     ///
     /// # Errors
     /// [`DockerError::List`] when dockerd fails to answer.
     pub async fn last_task_error(&self, service_id: &str) -> Result<Option<String>, DockerError> {
-        let options = ListTasksOptions {
-            filters: Some([("service".to_owned(), vec![service_id.to_owned()])].into()),
-        };
-        let tasks = self
-            .call(
-                Access::Read("task_list"),
-                self.inner.list_tasks(Some(options)),
-            )
-            .await
-            .map_err(|source| DockerError::List {
-                what: "tasks",
-                source,
-            })?;
+        let tasks = self.service_tasks(service_id).await?;
         Ok(tasks
             .into_iter()
             .filter_map(|t| {
